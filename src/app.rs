@@ -1,0 +1,212 @@
+//! Wiring: starts the signal thread, the watcher and the guardian, then runs the one loop
+//! that feeds events to the supervisor and carries out its actions. This is the only place
+//! that spawns, signals and reaps, all on one thread (the main thread, which lives as long
+//! as hotrun: it is the "parent" that PR_SET_PDEATHSIG watches).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crossbeam_channel::{RecvTimeoutError, unbounded};
+use nix::fcntl::{OFlag, open};
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+
+use crate::cli::Config;
+use crate::event::{Action, Event, FileSig, Generation, Outcome, ShutdownSignal, Trigger};
+use crate::exit::{self, Failure};
+use crate::guardian::Guardian;
+use crate::process::{self, Leader, Spawner, file_sig};
+use crate::report::Reporter;
+use crate::supervisor::Supervisor;
+use crate::{signals, watcher};
+
+/// What the event sources send to the loop.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// A signal number from the signal thread.
+    Signal(i32),
+    /// The command's executable as it is now.
+    Binary(Option<FileSig>),
+    /// A `--watch` path changed.
+    Path(PathBuf),
+}
+
+/// Runs hotrun until the supervisor says it is done.
+pub(crate) fn run(config: Config) -> Result<Outcome, Failure> {
+    let reporter = Reporter::new(config.quiet, config.color);
+    let (tx, rx) = unbounded();
+    signals::start(tx.clone())
+        .map_err(|e| Failure::new(exit::FAILURE, format!("cannot install signal handlers: {e}")))?;
+    let _watcher = watcher::start(config.watch_binary.as_deref(), &config.watch, tx.clone())
+        .map_err(|e| Failure::new(exit::FAILURE, format!("{e:#}")))?;
+    let guardian = Guardian::start().unwrap_or_else(|err| {
+        reporter.warn(&format!(
+            "cannot start the guardian process ({err}); if hotrun is killed, grandchildren may survive"
+        ));
+        Guardian::none()
+    });
+    let mut world = World {
+        spawner: config.spawner,
+        leaders: BTreeMap::new(),
+        guardian,
+        reporter,
+        terminal: open_terminal(),
+    };
+    let mut supervisor = Supervisor::new(config.settings);
+    let mut queue = VecDeque::new();
+    let mut actions = supervisor.start(Instant::now());
+    loop {
+        for action in actions.drain(..) {
+            if let Some(outcome) = world.execute(action, &mut queue) {
+                return Ok(outcome);
+            }
+        }
+        let event = match queue.pop_front() {
+            Some(event) => event,
+            None => {
+                let input = match supervisor.next_deadline() {
+                    Some(deadline) => match rx.recv_deadline(deadline) {
+                        Ok(input) => Some(input),
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+                    },
+                    // `tx` lives in this frame, so the channel never disconnects.
+                    None => rx.recv().ok(),
+                };
+                match input {
+                    None => Event::Tick,
+                    Some(input) => {
+                        world.translate(input, &mut queue);
+                        continue;
+                    }
+                }
+            }
+        };
+        actions = supervisor.handle(event, Instant::now());
+    }
+}
+
+/// The processes and the outside world, as the loop sees them.
+struct World {
+    spawner: Spawner,
+    /// Every generation whose leader is not reaped yet.
+    leaders: BTreeMap<Generation, Leader>,
+    guardian: Guardian,
+    reporter: Reporter,
+    /// hotrun's controlling terminal, if it had one at start.
+    terminal: Option<OwnedFd>,
+}
+
+impl World {
+    /// Turns an input into zero or more events.
+    fn translate(&mut self, input: Input, queue: &mut VecDeque<Event>) {
+        match input {
+            Input::Binary(sig) => queue.push_back(Event::BinaryChanged(sig)),
+            Input::Path(path) => queue.push_back(Event::PathChanged(path)),
+            Input::Signal(sig) => match Signal::try_from(sig) {
+                Ok(Signal::SIGCHLD) => self.collect_exits(queue),
+                Ok(Signal::SIGINT) => queue.push_back(Event::Shutdown(ShutdownSignal::Interrupt)),
+                Ok(Signal::SIGTERM) => {
+                    queue.push_back(Event::Shutdown(ShutdownSignal::Terminate));
+                }
+                Ok(Signal::SIGQUIT) => queue.push_back(Event::Shutdown(ShutdownSignal::Quit)),
+                Ok(Signal::SIGHUP) if self.terminal_gone() => {
+                    queue.push_back(Event::Shutdown(ShutdownSignal::TerminalClosed));
+                }
+                Ok(s @ (Signal::SIGHUP | Signal::SIGUSR1)) => {
+                    queue.push_back(Event::Restart(Trigger::Signal(s)));
+                }
+                _ => {}
+            },
+        }
+    }
+
+    /// SIGCHLD: find which leaders exited (without reaping them).
+    fn collect_exits(&mut self, queue: &mut VecDeque<Event>) {
+        for (generation, leader) in &mut self.leaders {
+            if leader.exited {
+                continue;
+            }
+            if let Some(end) = process::leader_end(leader.pid) {
+                leader.exited = true;
+                queue.push_back(Event::LeaderExited {
+                    generation: *generation,
+                    end,
+                    group_empty: process::group_is_empty(leader.pgid, leader.pid),
+                });
+            }
+        }
+    }
+
+    /// SIGHUP also means "your terminal went away"; then `tcgetpgrp` fails (EIO).
+    fn terminal_gone(&self) -> bool {
+        self.terminal
+            .as_ref()
+            .is_some_and(|tty| nix::unistd::tcgetpgrp(tty).is_err())
+    }
+
+    /// Carries out one action; returns the outcome when hotrun is done.
+    fn execute(&mut self, action: Action, queue: &mut VecDeque<Event>) -> Option<Outcome> {
+        match action {
+            Action::Spawn { generation, .. } => {
+                let binary = file_sig(&self.spawner.program);
+                match self.spawner.spawn(generation) {
+                    Ok(leader) => {
+                        self.guardian.register(leader.pgid);
+                        let pid = leader.pid.as_raw().unsigned_abs();
+                        self.leaders.insert(generation, leader);
+                        queue.push_back(Event::Spawned {
+                            generation,
+                            pid,
+                            binary,
+                        });
+                        // The child may have died before its exit could be looked for.
+                        self.collect_exits(queue);
+                    }
+                    Err(failure) => queue.push_back(Event::SpawnFailed(failure)),
+                }
+            }
+            Action::Signal { generation, signal } => {
+                if let Some(leader) = self.leaders.get(&generation) {
+                    if let Err(err) = leader.pgid.signal(signal) {
+                        if err != nix::errno::Errno::ESRCH {
+                            self.reporter.warn(&format!(
+                                "cannot send {} to {generation} (pgid {}): {err}",
+                                signal.as_str(),
+                                leader.pgid.as_raw()
+                            ));
+                        }
+                    }
+                }
+            }
+            Action::CheckGroup { generation } => {
+                if let Some(leader) = self.leaders.get(&generation) {
+                    queue.push_back(Event::GroupChecked {
+                        generation,
+                        empty: process::group_is_empty(leader.pgid, leader.pid),
+                    });
+                }
+            }
+            Action::Reap { generation } => {
+                if let Some(leader) = self.leaders.remove(&generation) {
+                    // Unregister first: after the reap the pgid may belong to anyone.
+                    self.guardian.unregister(leader.pgid);
+                    process::reap(leader.pid);
+                }
+            }
+            Action::Report(status) => self.reporter.status(&status),
+            Action::Exit(outcome) => return Some(outcome),
+        }
+        None
+    }
+}
+
+fn open_terminal() -> Option<OwnedFd> {
+    open(
+        "/dev/tty",
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
+}

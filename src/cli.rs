@@ -1,0 +1,348 @@
+//! The command line: clap's `Args` (raw), checked and resolved into a plain `Config` that
+//! the rest of hotrun uses. Every bad input ends here with one line and an exit code.
+
+use std::env;
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use nix::sys::signal::Signal;
+
+use crate::exit::{self, Failure};
+use crate::process::Spawner;
+use crate::supervisor::{OnExit, Settings};
+
+const EXIT_CODES: &str = "\
+Exit status:
+  the child's    after SIGINT/SIGTERM/SIGQUIT or with --on-exit exit: its exit code, or
+                 128+N when signal N killed it (hotrun dies of that signal itself when it
+                 is the one hotrun received)
+  1              hotrun failed (cannot watch, cannot install signal handlers)
+  2              bad command line
+  126            the command cannot be executed (not executable, a directory)
+  127            the command was not found
+
+Signals: SIGHUP or SIGUSR1 restart the command; SIGINT, SIGTERM and SIGQUIT are forwarded
+to every generation's process group, a second one kills at once.";
+
+/// Run a command; restart it when its binary changes or on SIGHUP. The new generation
+/// starts before the old one is stopped.
+#[derive(Parser, Debug)]
+#[command(name = "hotrun", version, after_help = EXIT_CODES)]
+struct Args {
+    /// Also restart when PATH changes (files, or directories recursively). Repeatable.
+    #[arg(short, long = "watch", value_name = "PATH")]
+    watch: Vec<PathBuf>,
+
+    /// Do not watch the command's own executable.
+    #[arg(long)]
+    no_watch_binary: bool,
+
+    /// Signal that asks a generation to stop (name like TERM or SIGINT, or a number).
+    #[arg(short, long, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal)]
+    stop_signal: Signal,
+
+    /// How long a generation may take to stop before its process group gets SIGKILL.
+    #[arg(short, long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    grace: Duration,
+
+    /// Quiet period after a --watch path changes before restarting (the binary itself
+    /// restarts at once: its identity tells when a build is complete).
+    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = parse_duration)]
+    debounce: Duration,
+
+    /// What to do when the command exits on its own: wait for a change or SIGHUP, restart
+    /// it (with a backoff that grows while it keeps exiting within 5 s), or exit with its
+    /// status.
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = OnExitArg::Wait)]
+    on_exit: OnExitArg,
+
+    /// Let the command read hotrun's stdin (the default is /dev/null: a child in its own
+    /// process group that reads the terminal would be stopped).
+    #[arg(long)]
+    stdin: bool,
+
+    /// Print only errors.
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// Colour in status lines (NO_COLOR is honoured with auto).
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+
+    /// The command and its arguments, run directly (no shell).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    command: Vec<OsString>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OnExitArg {
+    Wait,
+    Restart,
+    Exit,
+}
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Everything hotrun needs, resolved and checked.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) spawner: Spawner,
+    /// The executable to watch (absolute, symlinks resolved), unless --no-watch-binary.
+    pub(crate) watch_binary: Option<PathBuf>,
+    /// Absolute `--watch` paths.
+    pub(crate) watch: Vec<PathBuf>,
+    pub(crate) settings: Settings,
+    pub(crate) quiet: bool,
+    pub(crate) color: ColorChoice,
+}
+
+/// Parses `std::env::args_os()`. Help and version are printed here and end the process.
+pub(crate) fn parse() -> Result<Config, Failure> {
+    parse_from(env::args_os())
+}
+
+fn parse_from<I, T>(args: I) -> Result<Config, Failure>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args = match Args::try_parse_from(args) {
+        Ok(args) => args,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = write!(std::io::stdout(), "{err}");
+                std::process::exit(0);
+            }
+            // clap's first line says what is wrong; the rest is a usage reminder.
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or("bad command line");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            return Err(Failure::usage(format!("{first} (see hotrun --help)")));
+        }
+    };
+    args.into_config()
+}
+
+impl Args {
+    fn into_config(self) -> Result<Config, Failure> {
+        let mut command = self.command.into_iter();
+        let argv0 = command
+            .next()
+            .ok_or_else(|| Failure::usage("no command given (usage: hotrun [OPTIONS] -- COMMAND [ARGS]...)"))?;
+        let program = resolve_program(&argv0)?;
+        let watch_binary = if self.no_watch_binary {
+            None
+        } else {
+            Some(fs::canonicalize(&program).unwrap_or_else(|_| program.clone()))
+        };
+        let mut watch = Vec::new();
+        for path in self.watch {
+            let abs = fs::canonicalize(&path).map_err(|err| {
+                Failure::usage(format!("--watch {}: {}", path.display(), io_reason(&err)))
+            })?;
+            watch.push(abs);
+        }
+        Ok(Config {
+            spawner: Spawner {
+                program,
+                argv0,
+                args: command.collect(),
+                inherit_stdin: self.stdin,
+            },
+            watch_binary,
+            watch,
+            settings: Settings {
+                stop_signal: self.stop_signal,
+                grace: self.grace,
+                debounce: self.debounce,
+                on_exit: match self.on_exit {
+                    OnExitArg::Wait => OnExit::Wait,
+                    OnExitArg::Restart => OnExit::Restart,
+                    OnExitArg::Exit => OnExit::Exit,
+                },
+            },
+            quiet: self.quiet,
+            color: self.color,
+        })
+    }
+}
+
+/// Finds the program like `execvp` would, and checks that it can be executed.
+fn resolve_program(name: &OsStr) -> Result<PathBuf, Failure> {
+    if name.is_empty() {
+        return Err(Failure::new(exit::NOT_FOUND, "command not found: ''"));
+    }
+    if name.as_bytes().contains(&b'/') {
+        let path = absolute(Path::new(name));
+        return check_executable(&path, name);
+    }
+    let path_var = env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    let mut denied = None;
+    for dir in env::split_paths(&path_var) {
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        let candidate = absolute(&dir.join(name));
+        if !candidate.exists() {
+            continue;
+        }
+        match check_executable(&candidate, name) {
+            Ok(found) => return Ok(found),
+            Err(err) => denied = denied.or(Some(err)),
+        }
+    }
+    Err(denied.unwrap_or_else(|| {
+        Failure::new(
+            exit::NOT_FOUND,
+            format!("command not found: {}", name.to_string_lossy()),
+        )
+    }))
+}
+
+fn check_executable(path: &Path, name: &OsStr) -> Result<PathBuf, Failure> {
+    let shown = name.to_string_lossy();
+    let meta = fs::metadata(path).map_err(|err| {
+        let code = if err.kind() == std::io::ErrorKind::NotFound {
+            exit::NOT_FOUND
+        } else {
+            exit::CANNOT_EXECUTE
+        };
+        Failure::new(code, format!("cannot run {shown}: {}", io_reason(&err)))
+    })?;
+    if meta.is_dir() {
+        return Err(Failure::new(
+            exit::CANNOT_EXECUTE,
+            format!("cannot run {shown}: it is a directory"),
+        ));
+    }
+    let executable = meta.permissions().mode() & 0o111 != 0
+        && nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok();
+    if !executable {
+        return Err(Failure::new(
+            exit::CANNOT_EXECUTE,
+            format!("cannot run {shown}: permission denied (not executable; try chmod +x)"),
+        ));
+    }
+    Ok(path.to_path_buf())
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn io_reason(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => err.to_string(),
+    }
+}
+
+/// The longest duration any option takes.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `500ms`, `2s`, `1m30s`, or `0`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if text.starts_with('-') {
+        return Err("durations cannot be negative".into());
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!("add a unit, as in {text}s or {text}ms"));
+    }
+    let d = humantime::parse_duration(text)
+        .map_err(|err| format!("{err} (expected a duration like 500ms, 2s or 1m)"))?;
+    if d > MAX_DURATION {
+        return Err("too long (at most 24h)".into());
+    }
+    Ok(d)
+}
+
+/// `TERM`, `SIGTERM`, `term` or `15`.
+fn parse_signal(text: &str) -> Result<Signal, String> {
+    let bad = || format!("unknown signal (expected a name like TERM or INT, or a number)");
+    if let Ok(n) = text.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("-1s").unwrap_err().contains("negative"));
+        assert!(parse_duration("5").unwrap_err().contains("add a unit"));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("2d").unwrap_err().contains("at most"));
+    }
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("TERM"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_signal("sigint"), Ok(Signal::SIGINT));
+        assert_eq!(parse_signal("9"), Ok(Signal::SIGKILL));
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert!(parse_signal("999").is_err());
+    }
+
+    #[test]
+    fn command_resolution() {
+        let sh = resolve_program(OsStr::new("sh")).map_err(|f| f.message);
+        assert!(sh.is_ok_and(|p| p.is_absolute()));
+        let missing = resolve_program(OsStr::new("no-such-command-hotrun")).map_err(|f| f.code);
+        assert_eq!(missing, Err(exit::NOT_FOUND));
+        let dir = resolve_program(OsStr::new("/")).map_err(|f| f.code);
+        assert_eq!(dir, Err(exit::CANNOT_EXECUTE));
+    }
+
+    #[test]
+    fn trailing_command_keeps_its_flags() {
+        let config = parse_from(["hotrun", "--grace", "1s", "--", "sh", "-c", "exit 0"])
+            .map_err(|f| f.message);
+        let config = config.unwrap_or_else(|m| panic!("{m}"));
+        assert_eq!(config.settings.grace, Duration::from_secs(1));
+        assert_eq!(config.spawner.args, vec![OsString::from("-c"), OsString::from("exit 0")]);
+    }
+}

@@ -1,0 +1,261 @@
+//! Child processes: spawning a generation into its own process group, the `Pgid` type
+//! that every signal goes through, observing a leader's exit without reaping it, checking
+//! whether a group still has members, and reaping.
+//!
+//! Reaping and signalling both happen on the supervisor's thread, in the order the
+//! supervisor decides, so a recycled pid or pgid is never signalled: a group's leader is
+//! reaped only after the supervisor has stopped signalling its group, and while the
+//! unreaped leader exists its pgid cannot be handed to another process.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use crate::event::{ChildEnd, FileSig, Generation, SpawnFailure};
+
+/// A process group id: the only thing hotrun ever sends a signal to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pgid(Pid);
+
+impl Pgid {
+    pub(crate) fn signal(self, signal: Signal) -> nix::Result<()> {
+        killpg(self.0, signal)
+    }
+
+    pub(crate) fn as_raw(self) -> i32 {
+        self.0.as_raw()
+    }
+
+    pub(crate) fn from_raw(raw: i32) -> Self {
+        Pgid(Pid::from_raw(raw))
+    }
+}
+
+/// The first process of a generation. It leads its own process group (pgid == pid).
+#[derive(Debug)]
+pub(crate) struct Leader {
+    pub(crate) pid: Pid,
+    pub(crate) pgid: Pgid,
+    /// Its exit was seen (it is a zombie until reaped).
+    pub(crate) exited: bool,
+}
+
+/// Everything needed to start one more generation of the command.
+#[derive(Debug)]
+pub(crate) struct Spawner {
+    /// The resolved executable.
+    pub(crate) program: PathBuf,
+    /// `argv[0]` as the user wrote it.
+    pub(crate) argv0: OsString,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) inherit_stdin: bool,
+}
+
+/// Variables a parent supervisor may have set for hotrun itself; they are never meant for
+/// the child (hotrun sets its own when it passes sockets).
+const NOT_INHERITED: [&str; 4] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"];
+
+impl Spawner {
+    /// Starts a generation. Returns once its exec has succeeded (std reports exec errors
+    /// through a close-on-exec pipe).
+    pub(crate) fn spawn(&self, generation: Generation) -> Result<Leader, SpawnFailure> {
+        let mut cmd = Command::new(&self.program);
+        cmd.arg0(&self.argv0)
+            .args(&self.args)
+            .process_group(0)
+            .env("HOTRUN_GEN", generation.0.to_string());
+        for var in NOT_INHERITED {
+            cmd.env_remove(var);
+        }
+        if !self.inherit_stdin {
+            cmd.stdin(Stdio::null());
+        }
+        let parent = nix::unistd::getpid().as_raw();
+        // SAFETY: `child_setup` runs between fork and exec and only makes async-signal-safe
+        // system calls (sigprocmask, signal, prctl, getppid); it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || child_setup(parent));
+        }
+        match cmd.spawn() {
+            Ok(child) => {
+                let pid = Pid::from_raw(child.id() as i32);
+                // Dropping a std Child neither waits nor kills: hotrun reaps it itself.
+                drop(child);
+                Ok(Leader {
+                    pid,
+                    pgid: Pgid(pid),
+                    exited: false,
+                })
+            }
+            Err(err) => Err(spawn_failure(&self.program, &err)),
+        }
+    }
+}
+
+/// Runs in the forked child before exec: undo whatever signal state hotrun inherited or
+/// set, and tie the child's life to hotrun's.
+fn child_setup(parent: libc::pid_t) -> io::Result<()> {
+    // SAFETY: plain system calls on a zeroed sigset owned by this frame; all are
+    // async-signal-safe.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // `nohup` and friends leave SIG_IGN behind, which survives exec.
+        for sig in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGCHLD,
+            libc::SIGPIPE,
+            libc::SIGTTIN,
+            libc::SIGTTOU,
+        ] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl and getppid are async-signal-safe system calls.
+        unsafe {
+            // The "parent" is the thread that forked: the supervisor thread, which lives
+            // as long as hotrun does.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // hotrun may have died before the prctl took effect.
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = parent;
+    Ok(())
+}
+
+fn spawn_failure(program: &Path, err: &io::Error) -> SpawnFailure {
+    let errno = err.raw_os_error();
+    let transient = matches!(
+        errno,
+        Some(libc::ETXTBSY | libc::ENOENT | libc::EACCES | libc::ENOEXEC)
+    );
+    let (exit_code, hint) = match errno {
+        Some(libc::ENOENT) => (127, "; is it being rebuilt?"),
+        Some(libc::ETXTBSY) => (126, "; something still has it open for writing"),
+        Some(libc::ENOEXEC) => (126, "; it is not a program this system can run"),
+        _ => (126, ""),
+    };
+    SpawnFailure {
+        message: format!("cannot run {}: {err}{hint}", program.display()),
+        transient,
+        exit_code,
+    }
+}
+
+/// The leader's end, if it has ended; it stays a zombie (`WNOWAIT`) so that its pgid stays
+/// reserved until `reap`.
+pub(crate) fn leader_end(pid: Pid) -> Option<ChildEnd> {
+    // SAFETY: an all-zero siginfo_t is a valid value; waitid writes into it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable siginfo_t.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid.as_raw() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: waitid filled in the SIGCHLD fields of `info` (or left it zeroed).
+    let (si_pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if rc != 0 || si_pid == 0 {
+        return None;
+    }
+    match info.si_code {
+        libc::CLD_EXITED => Some(ChildEnd::Exited(status)),
+        _ => Some(ChildEnd::Signaled(status)),
+    }
+}
+
+/// Reaps an exited leader. After this its pgid may belong to someone else.
+pub(crate) fn reap(pid: Pid) {
+    let _ = waitpid(pid, None);
+}
+
+/// Whether no process but the (zombie) leader is left in the group.
+#[cfg(target_os = "linux")]
+pub(crate) fn group_is_empty(pgid: Pgid, leader: Pid) -> bool {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return true;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == leader.as_raw() {
+            continue;
+        }
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp ..." where comm may hold spaces and parentheses.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+        if pgrp == Some(pgid.as_raw()) && state != Some("Z") {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether no process but the (zombie) leader is left in the group.
+#[cfg(target_os = "macos")]
+pub(crate) fn group_is_empty(pgid: Pgid, leader: Pid) -> bool {
+    let mut pids = [0 as libc::pid_t; 1024];
+    let size = std::mem::size_of_val(&pids) as libc::c_int;
+    // SAFETY: the buffer is valid for `size` bytes.
+    let n = unsafe { libc::proc_listpgrppids(pgid.as_raw(), pids.as_mut_ptr().cast(), size) };
+    if n <= 0 {
+        return true;
+    }
+    let n = (n as usize).min(pids.len());
+    !pids[..n]
+        .iter()
+        .any(|&p| p != 0 && p != leader.as_raw())
+}
+
+/// Whether no process but the (zombie) leader is left in the group.
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub(crate) fn group_is_empty(pgid: Pgid, _leader: Pid) -> bool {
+    // Without a process table to read, the leader's exit has to stand for the group's.
+    let _ = pgid;
+    true
+}
+
+/// The identity of the file at `path` now (following symlinks), or `None` if there is none.
+pub(crate) fn file_sig(path: &Path) -> Option<FileSig> {
+    let meta = fs::metadata(path).ok()?;
+    Some(FileSig {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        size: meta.len(),
+        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        executable: meta.is_file() && meta.permissions().mode() & 0o111 != 0,
+    })
+}

@@ -1,0 +1,183 @@
+//! Status lines on stderr: one line per lifecycle step, styled with `console`.
+//!
+//! Write errors are ignored on purpose: a closed or broken stderr must never take the
+//! supervision loop down with it (the children still need stopping).
+
+use std::io::Write;
+use std::time::Duration;
+
+use console::{Style, Term};
+
+use crate::cli::ColorChoice;
+use crate::event::{Status, StopEnd};
+
+pub(crate) struct Reporter {
+    term: Term,
+    quiet: bool,
+}
+
+enum Level {
+    Info,
+    Good,
+    Warn,
+    Error,
+}
+
+impl Reporter {
+    pub(crate) fn new(quiet: bool, color: ColorChoice) -> Reporter {
+        match color {
+            ColorChoice::Always => console::set_colors_enabled_stderr(true),
+            ColorChoice::Never => console::set_colors_enabled_stderr(false),
+            ColorChoice::Auto => {}
+        }
+        Reporter {
+            term: Term::stderr(),
+            quiet,
+        }
+    }
+
+    pub(crate) fn status(&self, status: &Status) {
+        let (level, text) = describe(status);
+        self.line(level, &text);
+    }
+
+    pub(crate) fn warn(&self, text: &str) {
+        self.line(Level::Warn, text);
+    }
+
+    fn line(&self, level: Level, text: &str) {
+        if self.quiet && !matches!(level, Level::Error) {
+            return;
+        }
+        let style = match level {
+            Level::Info => Style::new().for_stderr(),
+            Level::Good => Style::new().for_stderr().green(),
+            Level::Warn => Style::new().for_stderr().yellow(),
+            Level::Error => Style::new().for_stderr().red().bold(),
+        };
+        let prefix = Style::new().for_stderr().dim().apply_to("hotrun:");
+        let line = format!("{prefix} {}\n", style.apply_to(text));
+        let _ = (&self.term).write_all(line.as_bytes());
+    }
+}
+
+fn describe(status: &Status) -> (Level, String) {
+    match status {
+        Status::Started {
+            generation,
+            pid,
+            trigger,
+            latency,
+        } => (
+            Level::Good,
+            format!(
+                "{generation} started in {} ({trigger}), pid {pid}",
+                ms(*latency)
+            ),
+        ),
+        Status::StopSent { generation, signal } => (
+            Level::Info,
+            format!("{generation}: sent {} to its process group", signal.as_str()),
+        ),
+        Status::Stopped {
+            generation,
+            end: StopEnd::Clean(end),
+            after,
+        } => (
+            Level::Info,
+            format!("{generation} stopped cleanly in {} ({end})", ms(*after)),
+        ),
+        Status::Stopped {
+            generation,
+            end: StopEnd::Killed(end),
+            after,
+        } => (
+            Level::Warn,
+            format!("{generation} killed after {} ({end})", ms(*after)),
+        ),
+        Status::GraceExpired { generation, grace } => (
+            Level::Warn,
+            format!(
+                "{generation} still running {} after the stop signal; sending SIGKILL to its process group",
+                ms(*grace)
+            ),
+        ),
+        Status::Exited {
+            generation,
+            end,
+            alive,
+        } => (
+            Level::Warn,
+            format!("{generation} {end} after {}", ms(*alive)),
+        ),
+        Status::Lingering { generation, end } => (
+            Level::Warn,
+            format!("{generation} {end}, but other processes of its group live on; stopping them"),
+        ),
+        Status::RetryAfterOld {
+            generation,
+            end,
+            older,
+        } => (
+            Level::Warn,
+            format!(
+                "{generation} {end} while {older} was still stopping (a port or lock it holds?); starting it again once {older} is gone"
+            ),
+        ),
+        Status::SpawnFailed {
+            message,
+            still_serving,
+        } => {
+            let tail = match still_serving {
+                Some(g) => format!("; {g} keeps running"),
+                None => String::new(),
+            };
+            (Level::Error, format!("{message}{tail}"))
+        }
+        Status::Queued { trigger } => (
+            Level::Info,
+            format!("restart requested ({trigger}) during a restart; it follows once this one is done"),
+        ),
+        Status::Waiting => (
+            Level::Info,
+            "waiting for a change (or SIGHUP) to start it again".into(),
+        ),
+        Status::Backoff { delay } => (Level::Info, format!("restarting in {}", ms(*delay))),
+        Status::BinaryMissing => (
+            Level::Warn,
+            "the command's executable is gone; what runs keeps running until a new build appears".into(),
+        ),
+        Status::ShuttingDown { signal } => (
+            Level::Info,
+            format!("got {}: stopping (again to kill at once)", signal.as_str()),
+        ),
+        Status::ForceKill => (
+            Level::Warn,
+            "second signal: killing every process group now".into(),
+        ),
+    }
+}
+
+/// `0.4 ms`, `14 ms`, `2.10 s`.
+pub(crate) fn ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(ms(Duration::from_micros(2100)), "2.1 ms");
+        assert_eq!(ms(Duration::from_millis(14)), "14 ms");
+        assert_eq!(ms(Duration::from_millis(2100)), "2.10 s");
+    }
+}

@@ -1,0 +1,734 @@
+//! The supervisor: a state machine that decides, and does nothing else.
+//!
+//! # Theory of operation
+//!
+//! Every source of news (signals, the file watcher, child exits, the results of spawn
+//! attempts) becomes an [`Event`]. [`Supervisor::handle`] takes one event and the current
+//! time and returns the [`Action`]s to carry out: spawn a generation, signal a process
+//! group, check a group, reap, report, exit. It never touches a process or a file, and it
+//! never reads the clock: timers are absolute deadlines kept in the state, and the loop in
+//! `app.rs` sleeps until [`Supervisor::next_deadline`] and then hands in [`Event::Tick`].
+//! So every rule below is unit-tested with plain event sequences.
+//!
+//! ```text
+//!            trigger (binary changed, --watch path, SIGHUP, crash restart)
+//!   Serving ─────────────────────────────────────────────► Spawning
+//!     ▲   ▲        spawn failed for good: old keeps serving     │ exec succeeded
+//!     │   └─────────────────────────────────────────────────────┤ ► stop signal to every
+//!     │                                                         │   older group, grace
+//!     └─────────────────────────────────────────────────────────┘   deadline → SIGKILL
+//!   SIGINT/SIGTERM/SIGQUIT (any mode) ─► ShuttingDown ─ all groups gone ─► Exit(outcome)
+//! ```
+//!
+//! * **New first.** A restart spawns the new generation, and only once its exec has
+//!   succeeded are the older generations sent the stop signal. A spawn that fails keeps
+//!   the old generation; ETXTBSY and friends (a binary still being written) are retried
+//!   within a bounded budget.
+//! * **One restart at a time.** A restart lasts until every older generation's process
+//!   group is gone. Triggers that arrive meanwhile coalesce into one follow-up restart.
+//! * **A generation is gone when its group is gone.** When the leader exits it is left
+//!   unreaped (so its pgid cannot be recycled), the group is checked, stragglers get the
+//!   stop signal and then SIGKILL at the grace deadline, and only then is it reaped.
+//! * **Fixed ports.** A new generation that exits while an older one still runs most
+//!   likely lost a race for a port the older one holds; it is started once more as soon
+//!   as the older generation is gone.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::event::{
+    Action, ChildEnd, Event, FileSig, Generation, Outcome, ShutdownSignal, SpawnFailure, Status,
+    StopEnd, Trigger,
+};
+
+/// What to do when the child exits without being asked to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnExit {
+    /// Report it and wait for a change or a restart signal.
+    Wait,
+    /// Start it again after a backoff delay that grows while it keeps exiting quickly.
+    Restart,
+    /// Exit hotrun with the child's status.
+    Exit,
+}
+
+/// The supervisor's knobs, resolved from the command line.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) stop_signal: Signal,
+    pub(crate) grace: Duration,
+    pub(crate) debounce: Duration,
+    pub(crate) on_exit: OnExit,
+}
+
+/// How long spawn attempts that fail with a transient error are retried, counted from the
+/// last sign of life of the binary.
+pub(crate) const SPAWN_RETRY_BUDGET: Duration = Duration::from_secs(2);
+const SPAWN_RETRY_FIRST: Duration = Duration::from_millis(5);
+const SPAWN_RETRY_MAX: Duration = Duration::from_millis(200);
+/// First delay of `--on-exit restart`; it doubles for every exit that comes sooner than
+/// `BACKOFF_RESET` after the start, up to `BACKOFF_MAX`.
+pub(crate) const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(10);
+pub(crate) const BACKOFF_RESET: Duration = Duration::from_secs(5);
+/// How often a group whose leader exited is checked for stragglers (doubling up to max).
+const GROUP_POLL_FIRST: Duration = Duration::from_millis(5);
+const GROUP_POLL_MAX: Duration = Duration::from_millis(100);
+
+/// One live generation: spawned, and its process group not yet known to be gone.
+#[derive(Debug)]
+struct Child {
+    generation: Generation,
+    started: Instant,
+    trigger: Trigger,
+    /// Set once hotrun has asked it to stop.
+    stop: Option<Stop>,
+    /// Set once its leader has exited.
+    exit: Option<LeaderExit>,
+}
+
+#[derive(Debug)]
+struct Stop {
+    sent: Instant,
+    /// When SIGKILL is due; `None` once it was sent.
+    kill_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct LeaderExit {
+    end: ChildEnd,
+    /// hotrun had asked the generation to stop before its leader exited.
+    asked: bool,
+    /// When to look at the group again.
+    recheck_at: Option<Instant>,
+    poll: Duration,
+}
+
+impl Child {
+    fn deadline(&self) -> Option<Instant> {
+        let kill = self.stop.as_ref().and_then(|s| s.kill_at);
+        let recheck = self.exit.as_ref().and_then(|e| e.recheck_at);
+        earliest([kill, recheck])
+    }
+}
+
+/// What the supervisor as a whole is doing.
+#[derive(Debug)]
+enum Mode {
+    /// Normal operation: the current generation (if any) serves; waiting for triggers.
+    Serving,
+    /// A new generation is being started.
+    Spawning(Spawning),
+    /// Every generation was told to stop; hotrun exits once all groups are gone.
+    ShuttingDown(ShuttingDown),
+    /// `Exit` was returned.
+    Done,
+}
+
+#[derive(Debug)]
+struct Spawning {
+    trigger: Trigger,
+    /// When the trigger came in (for the "started in" latency).
+    since: Instant,
+    /// A transient failure is waiting for this retry time.
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
+    /// Transient failures are final after this.
+    give_up_at: Instant,
+}
+
+#[derive(Debug)]
+struct ShuttingDown {
+    received: Option<Signal>,
+    /// The generation whose status becomes hotrun's.
+    target: Option<Generation>,
+    /// Its status, once known.
+    end: Option<ChildEnd>,
+}
+
+/// The state machine. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Supervisor {
+    settings: Settings,
+    mode: Mode,
+    /// Live generations, oldest first.
+    children: Vec<Child>,
+    /// The newest generation, while it runs.
+    current: Option<Generation>,
+    next_generation: u64,
+    /// The identity of the binary the newest generation was started from.
+    binary: Option<FileSig>,
+    binary_missing: bool,
+    /// A restart that waits for the one under way.
+    pending: Option<Trigger>,
+    /// When a `--watch` change becomes a restart (quiet period).
+    debounce: Option<(Instant, PathBuf)>,
+    /// `--on-exit restart`: when the next start is due.
+    restart_at: Option<Instant>,
+    /// How many generations in a row exited soon after starting.
+    quick_exits: u32,
+}
+
+impl Supervisor {
+    pub(crate) fn new(settings: Settings) -> Self {
+        Supervisor {
+            settings,
+            mode: Mode::Serving,
+            children: Vec::new(),
+            current: None,
+            next_generation: 1,
+            binary: None,
+            binary_missing: false,
+            pending: None,
+            debounce: None,
+            restart_at: None,
+            quick_exits: 0,
+        }
+    }
+
+    /// The first actions: start generation 1.
+    pub(crate) fn start(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.begin_spawn(Trigger::Start, now, &mut out);
+        out
+    }
+
+    /// The earliest deadline the loop must wake up for, if any.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let spawn = match &self.mode {
+            Mode::Spawning(s) => s.retry_at,
+            _ => None,
+        };
+        let debounce = self.debounce.as_ref().map(|(at, _)| *at);
+        let children = earliest(self.children.iter().map(Child::deadline));
+        earliest([spawn, debounce, self.restart_at, children])
+    }
+
+    /// Whether `Exit` was returned.
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self.mode, Mode::Done)
+    }
+
+    /// Takes one event; returns what to do about it.
+    pub(crate) fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.is_done() {
+            return out;
+        }
+        match event {
+            Event::Shutdown(signal) => self.on_shutdown(signal, now, &mut out),
+            Event::Restart(trigger) => self.request_restart(trigger, now, &mut out),
+            Event::BinaryChanged(sig) => self.on_binary(sig, now, &mut out),
+            Event::PathChanged(path) => self.on_path(path, now, &mut out),
+            Event::Spawned {
+                generation,
+                pid,
+                binary,
+            } => self.on_spawned(generation, pid, binary, now, &mut out),
+            Event::SpawnFailed(failure) => self.on_spawn_failed(failure, now, &mut out),
+            Event::LeaderExited {
+                generation,
+                end,
+                group_empty,
+            } => self.on_leader_exited(generation, end, group_empty, now, &mut out),
+            Event::GroupChecked { generation, empty } => {
+                self.on_group_checked(generation, empty, now, &mut out)
+            }
+            Event::Tick => self.on_tick(now, &mut out),
+        }
+        out
+    }
+
+    // ---- triggers ------------------------------------------------------------------
+
+    fn on_binary(&mut self, sig: Option<FileSig>, now: Instant, out: &mut Vec<Action>) {
+        let Some(sig) = sig else {
+            if !self.binary_missing {
+                self.binary_missing = true;
+                out.push(Action::Report(Status::BinaryMissing));
+            }
+            return;
+        };
+        self.binary_missing = false;
+        if !sig.is_runnable() {
+            // Still being written (GNU ld sets the execute bits last).
+            return;
+        }
+        if let Mode::Spawning(spawning) = &mut self.mode {
+            // The attempt under way (or its retry) takes whatever is at the path now.
+            if spawning.retry_at.is_some() {
+                spawning.retry_at = Some(now);
+                spawning.give_up_at = now + SPAWN_RETRY_BUDGET;
+            }
+            return;
+        }
+        if self.binary == Some(sig) {
+            return;
+        }
+        self.request_restart(Trigger::BinaryChanged, now, out);
+    }
+
+    fn on_path(&mut self, path: PathBuf, now: Instant, out: &mut Vec<Action>) {
+        if self.settings.debounce.is_zero() {
+            self.request_restart(Trigger::PathChanged(path), now, out);
+        } else {
+            self.debounce = Some((now + self.settings.debounce, path));
+        }
+    }
+
+    fn request_restart(&mut self, trigger: Trigger, now: Instant, out: &mut Vec<Action>) {
+        match self.mode {
+            Mode::ShuttingDown(_) | Mode::Done => {}
+            Mode::Spawning(_) => self.queue(trigger, out),
+            Mode::Serving => {
+                if self.restart_under_way() {
+                    self.queue(trigger, out);
+                } else {
+                    self.begin_spawn(trigger, now, out);
+                }
+            }
+        }
+    }
+
+    fn queue(&mut self, trigger: Trigger, out: &mut Vec<Action>) {
+        if self.pending.is_none() {
+            out.push(Action::Report(Status::Queued {
+                trigger: trigger.clone(),
+            }));
+            self.pending = Some(trigger);
+        }
+    }
+
+    /// A restart lasts until every generation older than the current one is gone.
+    fn restart_under_way(&self) -> bool {
+        self.children.iter().any(|c| Some(c.generation) != self.current)
+    }
+
+    fn begin_spawn(&mut self, trigger: Trigger, now: Instant, out: &mut Vec<Action>) {
+        self.restart_at = None;
+        let generation = Generation(self.next_generation);
+        out.push(Action::Spawn {
+            generation,
+            trigger: trigger.clone(),
+        });
+        self.mode = Mode::Spawning(Spawning {
+            trigger,
+            since: now,
+            retry_at: None,
+            retry_delay: SPAWN_RETRY_FIRST,
+            give_up_at: now + SPAWN_RETRY_BUDGET,
+        });
+    }
+
+    // ---- spawn results -----------------------------------------------------------
+
+    fn on_spawned(
+        &mut self,
+        generation: Generation,
+        pid: u32,
+        binary: Option<FileSig>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Mode::Spawning(spawning) = std::mem::replace(&mut self.mode, Mode::Serving) else {
+            return;
+        };
+        self.next_generation = generation.0 + 1;
+        self.binary = binary.or(self.binary);
+        self.current = Some(generation);
+        out.push(Action::Report(Status::Started {
+            generation,
+            pid,
+            trigger: spawning.trigger.clone(),
+            latency: now.saturating_duration_since(spawning.since),
+        }));
+        self.children.push(Child {
+            generation,
+            started: now,
+            trigger: spawning.trigger,
+            stop: None,
+            exit: None,
+        });
+        let older: Vec<Generation> = self
+            .children
+            .iter()
+            .filter(|c| c.generation != generation && c.stop.is_none())
+            .map(|c| c.generation)
+            .collect();
+        for old in older {
+            self.stop(old, self.settings.stop_signal, now, out);
+        }
+    }
+
+    fn on_spawn_failed(&mut self, failure: SpawnFailure, now: Instant, out: &mut Vec<Action>) {
+        let Mode::Spawning(spawning) = &mut self.mode else {
+            return;
+        };
+        if failure.transient && now < spawning.give_up_at {
+            spawning.retry_at = Some(now + spawning.retry_delay);
+            spawning.retry_delay = (spawning.retry_delay * 2).min(SPAWN_RETRY_MAX);
+            return;
+        }
+        self.mode = Mode::Serving;
+        self.pending = None;
+        let serving = self.current;
+        out.push(Action::Report(Status::SpawnFailed {
+            message: failure.message,
+            still_serving: serving,
+        }));
+        if self.children.is_empty() && self.next_generation == 1 {
+            // Not even the first generation could start.
+            self.mode = Mode::Done;
+            out.push(Action::Exit(Outcome::CannotStart(failure.exit_code)));
+        } else if serving.is_none() {
+            out.push(Action::Report(Status::Waiting));
+        }
+    }
+
+    // ---- stopping and exits --------------------------------------------------------
+
+    /// Sends `signal` to the generation's group and arms its grace deadline.
+    fn stop(&mut self, generation: Generation, signal: Signal, now: Instant, out: &mut Vec<Action>) {
+        let grace = self.settings.grace;
+        let Some(child) = self.child_mut(generation) else {
+            return;
+        };
+        if child.stop.is_some() {
+            return;
+        }
+        child.stop = Some(Stop {
+            sent: now,
+            kill_at: Some(now + grace),
+        });
+        out.push(Action::Signal { generation, signal });
+        out.push(Action::Report(Status::StopSent { generation, signal }));
+    }
+
+    fn on_leader_exited(
+        &mut self,
+        generation: Generation,
+        end: ChildEnd,
+        group_empty: bool,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let signal = self.stop_signal_now();
+        let Some(child) = self.child_mut(generation) else {
+            return;
+        };
+        if child.exit.is_some() {
+            return;
+        }
+        child.exit = Some(LeaderExit {
+            end,
+            asked: child.stop.is_some(),
+            recheck_at: None,
+            poll: GROUP_POLL_FIRST,
+        });
+        if group_empty {
+            self.finish(generation, now, out);
+            return;
+        }
+        // The leader is gone but not its group: stop what is left, then keep looking.
+        if child.stop.is_none() {
+            out.push(Action::Report(Status::Lingering { generation, end }));
+        }
+        if let Some(exit) = child.exit.as_mut() {
+            exit.recheck_at = Some(now + exit.poll);
+        }
+        self.stop(generation, signal, now, out);
+    }
+
+    fn on_group_checked(
+        &mut self,
+        generation: Generation,
+        empty: bool,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        if empty {
+            self.finish(generation, now, out);
+        } else if let Some(exit) = self.child_mut(generation).and_then(|c| c.exit.as_mut()) {
+            exit.poll = (exit.poll * 2).min(GROUP_POLL_MAX);
+            exit.recheck_at = Some(now + exit.poll);
+        }
+    }
+
+    /// The generation's whole group is gone: reap it, tell, and decide what comes next.
+    fn finish(&mut self, generation: Generation, now: Instant, out: &mut Vec<Action>) {
+        let Some(index) = self.children.iter().position(|c| c.generation == generation) else {
+            return;
+        };
+        let child = self.children.remove(index);
+        let Some((end, asked)) = child.exit.as_ref().map(|e| (e.end, e.asked)) else {
+            // Cannot happen: only a leader's exit starts the group checks.
+            self.children.insert(index, child);
+            return;
+        };
+        out.push(Action::Reap { generation });
+        let was_current = self.current == Some(generation);
+        if was_current {
+            self.current = None;
+        }
+
+        if let Mode::ShuttingDown(shutdown) = &mut self.mode {
+            if shutdown.target == Some(generation) {
+                shutdown.end = Some(end);
+            }
+            if let Some(stop) = &child.stop {
+                out.push(Action::Report(Status::Stopped {
+                    generation,
+                    end: stop_end(stop, end),
+                    after: now.saturating_duration_since(stop.sent),
+                }));
+            } else {
+                out.push(Action::Report(Status::Exited {
+                    generation,
+                    end,
+                    alive: now.saturating_duration_since(child.started),
+                }));
+            }
+            if self.children.is_empty() {
+                let outcome = match (shutdown.end, shutdown.received) {
+                    (Some(end), received) => Outcome::Child { end, received },
+                    (None, Some(signal)) => Outcome::Signaled(signal),
+                    (None, None) => Outcome::Child { end, received: None },
+                };
+                self.mode = Mode::Done;
+                out.push(Action::Exit(outcome));
+            }
+            return;
+        }
+
+        if let (true, Some(stop)) = (asked, &child.stop) {
+            out.push(Action::Report(Status::Stopped {
+                generation,
+                end: stop_end(stop, end),
+                after: now.saturating_duration_since(stop.sent),
+            }));
+        } else if was_current {
+            self.on_current_exited(&child, end, now, out);
+        } else {
+            out.push(Action::Report(Status::Exited {
+                generation,
+                end,
+                alive: now.saturating_duration_since(child.started),
+            }));
+        }
+
+        if !self.restart_under_way() && matches!(self.mode, Mode::Serving) {
+            if let Some(trigger) = self.pending.take() {
+                self.begin_spawn(trigger, now, out);
+            }
+        }
+    }
+
+    /// The newest generation ended on its own.
+    fn on_current_exited(&mut self, child: &Child, end: ChildEnd, now: Instant, out: &mut Vec<Action>) {
+        let generation = child.generation;
+        let alive = now.saturating_duration_since(child.started);
+        if let Some(older) = self.children.first().map(|c| c.generation) {
+            let serving = matches!(self.mode, Mode::Serving);
+            if serving && child.trigger != Trigger::Retry && self.pending.is_none() {
+                // Lost a race with the older generation (a fixed port, a lock file): start
+                // it once more as soon as the older one is gone.
+                out.push(Action::Report(Status::RetryAfterOld {
+                    generation,
+                    end,
+                    older,
+                }));
+                self.pending = Some(Trigger::Retry);
+                return;
+            }
+        }
+        out.push(Action::Report(Status::Exited {
+            generation,
+            end,
+            alive,
+        }));
+        match self.settings.on_exit {
+            OnExit::Wait => {
+                if self.pending.is_none() && matches!(self.mode, Mode::Serving) {
+                    out.push(Action::Report(Status::Waiting));
+                }
+            }
+            OnExit::Restart => {
+                if alive >= BACKOFF_RESET {
+                    self.quick_exits = 0;
+                }
+                let delay = backoff(self.quick_exits);
+                self.quick_exits = self.quick_exits.saturating_add(1);
+                if self.pending.is_none() {
+                    self.restart_at = Some(now + delay);
+                    out.push(Action::Report(Status::Backoff { delay }));
+                }
+            }
+            OnExit::Exit => {
+                self.begin_shutdown(None, Some(end), now, out);
+            }
+        }
+    }
+
+    fn on_shutdown(&mut self, signal: ShutdownSignal, now: Instant, out: &mut Vec<Action>) {
+        if let Mode::ShuttingDown(_) = self.mode {
+            // The second one: no more waiting.
+            if signal != ShutdownSignal::TerminalClosed {
+                out.push(Action::Report(Status::ForceKill));
+                self.kill_all(out);
+            }
+            return;
+        }
+        out.push(Action::Report(Status::ShuttingDown {
+            signal: signal.received(),
+        }));
+        self.begin_shutdown(Some(signal), None, now, out);
+    }
+
+    /// Stops every live generation; `Exit` follows once all groups are gone.
+    fn begin_shutdown(
+        &mut self,
+        signal: Option<ShutdownSignal>,
+        end: Option<ChildEnd>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        self.pending = None;
+        self.debounce = None;
+        self.restart_at = None;
+        let received = signal.map(ShutdownSignal::received);
+        self.mode = Mode::ShuttingDown(ShuttingDown {
+            received,
+            target: self.current,
+            end,
+        });
+        // Forward the signal as it came; a closed terminal stops like a restart does.
+        let forward = match signal {
+            Some(ShutdownSignal::TerminalClosed) | None => self.settings.stop_signal,
+            Some(s) => s.received(),
+        };
+        let live: Vec<Generation> = self.children.iter().map(|c| c.generation).collect();
+        if live.is_empty() {
+            self.mode = Mode::Done;
+            out.push(Action::Exit(match (end, received) {
+                (Some(end), received) => Outcome::Child { end, received },
+                (None, Some(received)) => Outcome::Signaled(received),
+                (None, None) => Outcome::Signaled(Signal::SIGTERM),
+            }));
+            return;
+        }
+        for generation in live {
+            // A generation already stopping gets the forwarded signal too: the user asked.
+            if let Some(child) = self.child_mut(generation) {
+                if child.stop.is_some() {
+                    out.push(Action::Signal {
+                        generation,
+                        signal: forward,
+                    });
+                    continue;
+                }
+            }
+            self.stop(generation, forward, now, out);
+        }
+    }
+
+    fn kill_all(&mut self, out: &mut Vec<Action>) {
+        for child in &mut self.children {
+            if let Some(stop) = child.stop.as_mut() {
+                stop.kill_at = None;
+            }
+            out.push(Action::Signal {
+                generation: child.generation,
+                signal: Signal::SIGKILL,
+            });
+        }
+    }
+
+    /// The signal for stragglers: the one being forwarded during shutdown, else the
+    /// configured stop signal.
+    fn stop_signal_now(&self) -> Signal {
+        match &self.mode {
+            Mode::ShuttingDown(ShuttingDown {
+                received: Some(s), ..
+            }) if *s != Signal::SIGHUP => *s,
+            _ => self.settings.stop_signal,
+        }
+    }
+
+    // ---- deadlines -------------------------------------------------------------------
+
+    fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if let Mode::Spawning(spawning) = &mut self.mode {
+            if spawning.retry_at.is_some_and(|at| at <= now) {
+                spawning.retry_at = None;
+                out.push(Action::Spawn {
+                    generation: Generation(self.next_generation),
+                    trigger: spawning.trigger.clone(),
+                });
+            }
+        }
+        if self.debounce.as_ref().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, path)) = self.debounce.take() {
+                self.request_restart(Trigger::PathChanged(path), now, out);
+            }
+        }
+        if self.restart_at.is_some_and(|at| at <= now) {
+            self.restart_at = None;
+            if matches!(self.mode, Mode::Serving) && self.current.is_none() {
+                self.begin_spawn(Trigger::Crashed, now, out);
+            }
+        }
+        let grace = self.settings.grace;
+        for child in &mut self.children {
+            if let Some(stop) = child.stop.as_mut() {
+                if stop.kill_at.is_some_and(|at| at <= now) {
+                    stop.kill_at = None;
+                    out.push(Action::Signal {
+                        generation: child.generation,
+                        signal: Signal::SIGKILL,
+                    });
+                    out.push(Action::Report(Status::GraceExpired {
+                        generation: child.generation,
+                        grace,
+                    }));
+                }
+            }
+            if let Some(exit) = child.exit.as_mut() {
+                if exit.recheck_at.is_some_and(|at| at <= now) {
+                    exit.recheck_at = None;
+                    out.push(Action::CheckGroup {
+                        generation: child.generation,
+                    });
+                }
+            }
+        }
+    }
+
+    fn child_mut(&mut self, generation: Generation) -> Option<&mut Child> {
+        self.children.iter_mut().find(|c| c.generation == generation)
+    }
+}
+
+fn stop_end(stop: &Stop, end: ChildEnd) -> StopEnd {
+    if stop.kill_at.is_none() {
+        StopEnd::Killed(end)
+    } else {
+        StopEnd::Clean(end)
+    }
+}
+
+/// The `--on-exit restart` delay after `quick_exits` quick exits in a row.
+pub(crate) fn backoff(quick_exits: u32) -> Duration {
+    BACKOFF_FIRST
+        .saturating_mul(1u32 << quick_exits.min(16))
+        .min(BACKOFF_MAX)
+}
+
+fn earliest(deadlines: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
+    deadlines.into_iter().flatten().min()
+}
+
+#[cfg(test)]
+#[path = "supervisor_tests.rs"]
+mod tests;
