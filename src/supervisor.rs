@@ -77,6 +77,17 @@ pub(crate) const BACKOFF_RESET: Duration = Duration::from_secs(5);
 const GROUP_POLL_FIRST: Duration = Duration::from_millis(5);
 const GROUP_POLL_MAX: Duration = Duration::from_millis(100);
 
+/// How long the binary must stay missing before the user is told.
+pub(crate) const MISSING_REPORT_AFTER: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Missing {
+    No,
+    /// Missing; report at this time.
+    Since(Instant),
+    Reported,
+}
+
 /// One live generation: spawned, and its process group not yet known to be gone.
 #[derive(Debug)]
 struct Child {
@@ -160,7 +171,9 @@ pub(crate) struct Supervisor {
     next_generation: u64,
     /// The identity of the binary the newest generation was started from.
     binary: Option<FileSig>,
-    binary_missing: bool,
+    /// Since when the binary has been missing (reported once it stays missing for
+    /// `MISSING_REPORT_AFTER`: builds delete it for a moment all the time).
+    missing: Missing,
     /// A restart that waits for the one under way.
     pending: Option<Trigger>,
     /// When a `--watch` change becomes a restart (quiet period).
@@ -180,7 +193,7 @@ impl Supervisor {
             current: None,
             next_generation: 1,
             binary: None,
-            binary_missing: false,
+            missing: Missing::No,
             pending: None,
             debounce: None,
             restart_at: None,
@@ -203,7 +216,11 @@ impl Supervisor {
         };
         let debounce = self.debounce.as_ref().map(|(at, _)| *at);
         let children = earliest(self.children.iter().map(Child::deadline));
-        earliest([spawn, debounce, self.restart_at, children])
+        let missing = match self.missing {
+            Missing::Since(at) => Some(at),
+            _ => None,
+        };
+        earliest([spawn, debounce, self.restart_at, children, missing])
     }
 
     /// Whether `Exit` was returned.
@@ -245,13 +262,12 @@ impl Supervisor {
 
     fn on_binary(&mut self, sig: Option<FileSig>, now: Instant, out: &mut Vec<Action>) {
         let Some(sig) = sig else {
-            if !self.binary_missing {
-                self.binary_missing = true;
-                out.push(Action::Report(Status::BinaryMissing));
+            if self.missing == Missing::No {
+                self.missing = Missing::Since(now + MISSING_REPORT_AFTER);
             }
             return;
         };
-        self.binary_missing = false;
+        self.missing = Missing::No;
         if !sig.is_runnable() {
             // Still being written (GNU ld sets the execute bits last).
             return;
@@ -659,6 +675,10 @@ impl Supervisor {
     // ---- deadlines -------------------------------------------------------------------
 
     fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if matches!(self.missing, Missing::Since(at) if at <= now) {
+            self.missing = Missing::Reported;
+            out.push(Action::Report(Status::BinaryMissing));
+        }
         if let Mode::Spawning(spawning) = &mut self.mode {
             if spawning.retry_at.is_some_and(|at| at <= now) {
                 spawning.retry_at = None;
