@@ -8,13 +8,13 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crossbeam_channel::{RecvTimeoutError, unbounded};
+use crossbeam_channel::unbounded;
 use nix::fcntl::{OFlag, open};
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 
 use crate::cli::Config;
-use crate::event::{Action, Event, FileSig, Generation, Outcome, ShutdownSignal, Trigger};
+use crate::event::{Action, Event, Generation, Outcome, ShutdownSignal, Trigger};
 use crate::exit::{self, Failure};
 use crate::guardian::Guardian;
 use crate::process::{self, Leader, Spawner, file_sig};
@@ -27,8 +27,9 @@ use crate::{signals, watcher};
 pub(crate) enum Input {
     /// A signal number from the signal thread.
     Signal(i32),
-    /// The command's executable as it is now.
-    Binary(Option<FileSig>),
+    /// Something happened to the command's executable (the loop looks at it when it gets
+    /// to this input, so a stale observation never counts).
+    Binary,
     /// A `--watch` path changed.
     Path(PathBuf),
 }
@@ -37,8 +38,12 @@ pub(crate) enum Input {
 pub(crate) fn run(config: Config) -> Result<Outcome, Failure> {
     let reporter = Reporter::new(config.quiet, config.color);
     let (tx, rx) = unbounded();
-    signals::start(tx.clone())
-        .map_err(|e| Failure::new(exit::FAILURE, format!("cannot install signal handlers: {e}")))?;
+    signals::start(tx.clone()).map_err(|e| {
+        Failure::new(
+            exit::FAILURE,
+            format!("cannot install signal handlers: {e}"),
+        )
+    })?;
     let _watcher = watcher::start(config.watch_binary.as_deref(), &config.watch, tx.clone())
         .map_err(|e| Failure::new(exit::FAILURE, format!("{e:#}")))?;
     let guardian = Guardian::start().unwrap_or_else(|err| {
@@ -67,10 +72,7 @@ pub(crate) fn run(config: Config) -> Result<Outcome, Failure> {
             Some(event) => event,
             None => {
                 let input = match supervisor.next_deadline() {
-                    Some(deadline) => match rx.recv_deadline(deadline) {
-                        Ok(input) => Some(input),
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-                    },
+                    Some(deadline) => rx.recv_deadline(deadline).ok(),
                     // `tx` lives in this frame, so the channel never disconnects.
                     None => rx.recv().ok(),
                 };
@@ -102,7 +104,7 @@ impl World {
     /// Turns an input into zero or more events.
     fn translate(&mut self, input: Input, queue: &mut VecDeque<Event>) {
         match input {
-            Input::Binary(sig) => queue.push_back(Event::BinaryChanged(sig)),
+            Input::Binary => queue.push_back(Event::BinaryChanged(file_sig(&self.spawner.program))),
             Input::Path(path) => queue.push_back(Event::PathChanged(path)),
             Input::Signal(sig) => match Signal::try_from(sig) {
                 Ok(Signal::SIGCHLD) => self.collect_exits(queue),
@@ -168,16 +170,15 @@ impl World {
                 }
             }
             Action::Signal { generation, signal } => {
-                if let Some(leader) = self.leaders.get(&generation) {
-                    if let Err(err) = leader.pgid.signal(signal) {
-                        if err != nix::errno::Errno::ESRCH {
-                            self.reporter.warn(&format!(
-                                "cannot send {} to {generation} (pgid {}): {err}",
-                                signal.as_str(),
-                                leader.pgid.as_raw()
-                            ));
-                        }
-                    }
+                if let Some(leader) = self.leaders.get(&generation)
+                    && let Err(err) = leader.pgid.signal(signal)
+                    && err != nix::errno::Errno::ESRCH
+                {
+                    self.reporter.warn(&format!(
+                        "cannot send {} to {generation} (pgid {}): {err}",
+                        signal.as_str(),
+                        leader.pgid.as_raw()
+                    ));
                 }
             }
             Action::CheckGroup { generation } => {

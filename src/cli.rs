@@ -49,12 +49,12 @@ struct Args {
     stop_signal: Signal,
 
     /// How long a generation may take to stop before its process group gets SIGKILL.
-    #[arg(short, long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(short, long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true)]
     grace: Duration,
 
     /// Quiet period after a --watch path changes before restarting (the binary itself
     /// restarts at once: its identity tells when a build is complete).
-    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = parse_duration, allow_hyphen_values = true)]
     debounce: Duration,
 
     /// What to do when the command exits on its own: wait for a change or SIGHUP, restart
@@ -77,12 +77,7 @@ struct Args {
     color: ColorChoice,
 
     /// The command and its arguments, run directly (no shell).
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<OsString>,
 }
 
@@ -128,7 +123,10 @@ where
         Ok(args) => args,
         Err(err) => {
             use clap::error::ErrorKind;
-            if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) {
                 let _ = write!(std::io::stdout(), "{err}");
                 std::process::exit(0);
             }
@@ -145,9 +143,9 @@ where
 impl Args {
     fn into_config(self) -> Result<Config, Failure> {
         let mut command = self.command.into_iter();
-        let argv0 = command
-            .next()
-            .ok_or_else(|| Failure::usage("no command given (usage: hotrun [OPTIONS] -- COMMAND [ARGS]...)"))?;
+        let argv0 = command.next().ok_or_else(|| {
+            Failure::usage("no command given (usage: hotrun [OPTIONS] -- COMMAND [ARGS]...)")
+        })?;
         let program = resolve_program(&argv0)?;
         let watch_binary = if self.no_watch_binary {
             None
@@ -195,7 +193,8 @@ fn resolve_program(name: &OsStr) -> Result<PathBuf, Failure> {
         let path = absolute(Path::new(name));
         return check_executable(&path, name);
     }
-    let path_var = env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    let path_var =
+        env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
     let mut denied = None;
     for dir in env::split_paths(&path_var) {
         let dir = if dir.as_os_str().is_empty() {
@@ -284,7 +283,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// `TERM`, `SIGTERM`, `term` or `15`.
 fn parse_signal(text: &str) -> Result<Signal, String> {
-    let bad = || format!("unknown signal (expected a name like TERM or INT, or a number)");
+    let bad = || "unknown signal (expected a name like TERM or INT, or a number)".to_string();
     if let Ok(n) = text.parse::<i32>() {
         return Signal::try_from(n).map_err(|_| bad());
     }
@@ -312,10 +311,22 @@ mod tests {
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("-1s").unwrap_err().contains("negative"));
-        assert!(parse_duration("5").unwrap_err().contains("add a unit"));
+        assert!(
+            parse_duration("-1s")
+                .expect_err("must fail")
+                .contains("negative")
+        );
+        assert!(
+            parse_duration("5")
+                .expect_err("must fail")
+                .contains("add a unit")
+        );
         assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("2d").unwrap_err().contains("at most"));
+        assert!(
+            parse_duration("2d")
+                .expect_err("must fail")
+                .contains("at most")
+        );
     }
 
     #[test]
@@ -343,6 +354,9 @@ mod tests {
             .map_err(|f| f.message);
         let config = config.unwrap_or_else(|m| panic!("{m}"));
         assert_eq!(config.settings.grace, Duration::from_secs(1));
-        assert_eq!(config.spawner.args, vec![OsString::from("-c"), OsString::from("exit 0")]);
+        assert_eq!(
+            config.spawner.args,
+            vec![OsString::from("-c"), OsString::from("exit 0")]
+        );
     }
 }

@@ -164,10 +164,7 @@ pub(crate) enum Event {
         group_empty: bool,
     },
     /// The answer to a `CheckGroup` action.
-    GroupChecked {
-        generation: Generation,
-        empty: bool,
-    },
+    GroupChecked { generation: Generation, empty: bool },
     /// A deadline that the supervisor gave in `next_deadline` has passed.
     Tick,
 }
@@ -265,12 +262,18 @@ pub(crate) enum Status {
         still_serving: Option<Generation>,
     },
     /// A restart trigger came in while a restart was going on.
-    Queued { trigger: Trigger },
+    Queued {
+        trigger: Trigger,
+    },
     /// Nothing runs; waiting for a change or SIGHUP.
     Waiting,
     /// `--on-exit restart`: the next start is after this delay.
-    Backoff { delay: Duration },
+    Backoff {
+        delay: Duration,
+    },
     BinaryMissing,
-    ShuttingDown { signal: Signal },
+    ShuttingDown {
+        signal: Signal,
+    },
     ForceKill,
 }

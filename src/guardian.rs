@@ -57,18 +57,23 @@ impl Guardian {
     }
 
     fn send(&mut self, line: &str) {
-        if let Some(pipe) = self.pipe.as_mut() {
-            if pipe.write_all(line.as_bytes()).is_err() {
-                // The guardian died; nothing more to tell it.
-                self.pipe = None;
-            }
+        if let Some(pipe) = self.pipe.as_mut()
+            && pipe.write_all(line.as_bytes()).is_err()
+        {
+            // The guardian died; nothing more to tell it.
+            self.pipe = None;
         }
     }
 }
 
 /// The guardian's `main`.
 pub(crate) fn run() -> ExitCode {
-    for sig in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGHUP, Signal::SIGTSTP] {
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGHUP,
+        Signal::SIGTSTP,
+    ] {
         // SAFETY: SIG_IGN installs no handler code; nothing else runs in this process.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }

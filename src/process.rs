@@ -61,7 +61,12 @@ pub(crate) struct Spawner {
 
 /// Variables a parent supervisor may have set for hotrun itself; they are never meant for
 /// the child (hotrun sets its own when it passes sockets).
-const NOT_INHERITED: [&str; 4] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"];
+const NOT_INHERITED: [&str; 4] = [
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+];
 
 impl Spawner {
     /// Starts a generation. Returns once its exec has succeeded (std reports exec errors
@@ -235,9 +240,7 @@ pub(crate) fn group_is_empty(pgid: Pgid, leader: Pid) -> bool {
         return true;
     }
     let n = (n as usize).min(pids.len());
-    !pids[..n]
-        .iter()
-        .any(|&p| p != 0 && p != leader.as_raw())
+    !pids[..n].iter().any(|&p| p != 0 && p != leader.as_raw())
 }
 
 /// Whether no process but the (zombie) leader is left in the group.

@@ -77,7 +77,10 @@ fn describe(status: &Status) -> (Level, String) {
         ),
         Status::StopSent { generation, signal } => (
             Level::Info,
-            format!("{generation}: sent {} to its process group", signal.as_str()),
+            format!(
+                "{generation}: sent {} to its process group",
+                signal.as_str()
+            ),
         ),
         Status::Stopped {
             generation,
@@ -136,7 +139,9 @@ fn describe(status: &Status) -> (Level, String) {
         }
         Status::Queued { trigger } => (
             Level::Info,
-            format!("restart requested ({trigger}) during a restart; it follows once this one is done"),
+            format!(
+                "restart requested ({trigger}) during a restart; it follows once this one is done"
+            ),
         ),
         Status::Waiting => (
             Level::Info,
@@ -145,7 +150,8 @@ fn describe(status: &Status) -> (Level, String) {
         Status::Backoff { delay } => (Level::Info, format!("restarting in {}", ms(*delay))),
         Status::BinaryMissing => (
             Level::Warn,
-            "the command's executable is gone; what runs keeps running until a new build appears".into(),
+            "the command's executable is gone; what runs keeps running until a new build appears"
+                .into(),
         ),
         Status::ShuttingDown { signal } => (
             Level::Info,

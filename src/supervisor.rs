@@ -319,7 +319,9 @@ impl Supervisor {
 
     /// A restart lasts until every generation older than the current one is gone.
     fn restart_under_way(&self) -> bool {
-        self.children.iter().any(|c| Some(c.generation) != self.current)
+        self.children
+            .iter()
+            .any(|c| Some(c.generation) != self.current)
     }
 
     fn begin_spawn(&mut self, trigger: Trigger, now: Instant, out: &mut Vec<Action>) {
@@ -406,7 +408,13 @@ impl Supervisor {
     // ---- stopping and exits --------------------------------------------------------
 
     /// Sends `signal` to the generation's group and arms its grace deadline.
-    fn stop(&mut self, generation: Generation, signal: Signal, now: Instant, out: &mut Vec<Action>) {
+    fn stop(
+        &mut self,
+        generation: Generation,
+        signal: Signal,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let grace = self.settings.grace;
         let Some(child) = self.child_mut(generation) else {
             return;
@@ -474,7 +482,11 @@ impl Supervisor {
 
     /// The generation's whole group is gone: reap it, tell, and decide what comes next.
     fn finish(&mut self, generation: Generation, now: Instant, out: &mut Vec<Action>) {
-        let Some(index) = self.children.iter().position(|c| c.generation == generation) else {
+        let Some(index) = self
+            .children
+            .iter()
+            .position(|c| c.generation == generation)
+        else {
             return;
         };
         let child = self.children.remove(index);
@@ -510,7 +522,10 @@ impl Supervisor {
                 let outcome = match (shutdown.end, shutdown.received) {
                     (Some(end), received) => Outcome::Child { end, received },
                     (None, Some(signal)) => Outcome::Signaled(signal),
-                    (None, None) => Outcome::Child { end, received: None },
+                    (None, None) => Outcome::Child {
+                        end,
+                        received: None,
+                    },
                 };
                 self.mode = Mode::Done;
                 out.push(Action::Exit(outcome));
@@ -534,15 +549,22 @@ impl Supervisor {
             }));
         }
 
-        if !self.restart_under_way() && matches!(self.mode, Mode::Serving) {
-            if let Some(trigger) = self.pending.take() {
-                self.begin_spawn(trigger, now, out);
-            }
+        if !self.restart_under_way()
+            && matches!(self.mode, Mode::Serving)
+            && let Some(trigger) = self.pending.take()
+        {
+            self.begin_spawn(trigger, now, out);
         }
     }
 
     /// The newest generation ended on its own.
-    fn on_current_exited(&mut self, child: &Child, end: ChildEnd, now: Instant, out: &mut Vec<Action>) {
+    fn on_current_exited(
+        &mut self,
+        child: &Child,
+        end: ChildEnd,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let generation = child.generation;
         let alive = now.saturating_duration_since(child.started);
         if let Some(older) = self.children.first().map(|c| c.generation) {
@@ -636,14 +658,14 @@ impl Supervisor {
         }
         for generation in live {
             // A generation already stopping gets the forwarded signal too: the user asked.
-            if let Some(child) = self.child_mut(generation) {
-                if child.stop.is_some() {
-                    out.push(Action::Signal {
-                        generation,
-                        signal: forward,
-                    });
-                    continue;
-                }
+            if let Some(child) = self.child_mut(generation)
+                && child.stop.is_some()
+            {
+                out.push(Action::Signal {
+                    generation,
+                    signal: forward,
+                });
+                continue;
             }
             self.stop(generation, forward, now, out);
         }
@@ -679,19 +701,19 @@ impl Supervisor {
             self.missing = Missing::Reported;
             out.push(Action::Report(Status::BinaryMissing));
         }
-        if let Mode::Spawning(spawning) = &mut self.mode {
-            if spawning.retry_at.is_some_and(|at| at <= now) {
-                spawning.retry_at = None;
-                out.push(Action::Spawn {
-                    generation: Generation(self.next_generation),
-                    trigger: spawning.trigger.clone(),
-                });
-            }
+        if let Mode::Spawning(spawning) = &mut self.mode
+            && spawning.retry_at.is_some_and(|at| at <= now)
+        {
+            spawning.retry_at = None;
+            out.push(Action::Spawn {
+                generation: Generation(self.next_generation),
+                trigger: spawning.trigger.clone(),
+            });
         }
-        if self.debounce.as_ref().is_some_and(|(at, _)| *at <= now) {
-            if let Some((_, path)) = self.debounce.take() {
-                self.request_restart(Trigger::PathChanged(path), now, out);
-            }
+        if self.debounce.as_ref().is_some_and(|(at, _)| *at <= now)
+            && let Some((_, path)) = self.debounce.take()
+        {
+            self.request_restart(Trigger::PathChanged(path), now, out);
         }
         if self.restart_at.is_some_and(|at| at <= now) {
             self.restart_at = None;
@@ -701,32 +723,34 @@ impl Supervisor {
         }
         let grace = self.settings.grace;
         for child in &mut self.children {
-            if let Some(stop) = child.stop.as_mut() {
-                if stop.kill_at.is_some_and(|at| at <= now) {
-                    stop.kill_at = None;
-                    out.push(Action::Signal {
-                        generation: child.generation,
-                        signal: Signal::SIGKILL,
-                    });
-                    out.push(Action::Report(Status::GraceExpired {
-                        generation: child.generation,
-                        grace,
-                    }));
-                }
+            if let Some(stop) = child.stop.as_mut()
+                && stop.kill_at.is_some_and(|at| at <= now)
+            {
+                stop.kill_at = None;
+                out.push(Action::Signal {
+                    generation: child.generation,
+                    signal: Signal::SIGKILL,
+                });
+                out.push(Action::Report(Status::GraceExpired {
+                    generation: child.generation,
+                    grace,
+                }));
             }
-            if let Some(exit) = child.exit.as_mut() {
-                if exit.recheck_at.is_some_and(|at| at <= now) {
-                    exit.recheck_at = None;
-                    out.push(Action::CheckGroup {
-                        generation: child.generation,
-                    });
-                }
+            if let Some(exit) = child.exit.as_mut()
+                && exit.recheck_at.is_some_and(|at| at <= now)
+            {
+                exit.recheck_at = None;
+                out.push(Action::CheckGroup {
+                    generation: child.generation,
+                });
             }
         }
     }
 
     fn child_mut(&mut self, generation: Generation) -> Option<&mut Child> {
-        self.children.iter_mut().find(|c| c.generation == generation)
+        self.children
+            .iter_mut()
+            .find(|c| c.generation == generation)
     }
 }
 

@@ -147,7 +147,10 @@ fn restart_spawns_the_new_generation_before_stopping_the_old() {
     let mut h = running(OnExit::Wait);
     let a = h.hup();
     assert_eq!(spawns(&a), vec![2]);
-    assert!(signals(&a).is_empty(), "nothing is stopped before the exec: {a:?}");
+    assert!(
+        signals(&a).is_empty(),
+        "nothing is stopped before the exec: {a:?}"
+    );
     let a = h.spawned(2);
     assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
     let a = h.exited(1, ChildEnd::Signaled(15));
@@ -156,7 +159,11 @@ fn restart_spawns_the_new_generation_before_stopping_the_old() {
     assert!(exit(&a).is_none());
     assert!(reported(&a, |s| matches!(
         s,
-        Status::Stopped { generation: Generation(1), end: StopEnd::Clean(_), .. }
+        Status::Stopped {
+            generation: Generation(1),
+            end: StopEnd::Clean(_),
+            ..
+        }
     )));
 }
 
@@ -208,7 +215,10 @@ fn a_binary_with_the_running_identity_or_incomplete_does_not_restart() {
     assert!(h.ev(Event::BinaryChanged(Some(empty))).is_empty());
     // The final chmod makes it a restart.
     half_written.executable = true;
-    assert_eq!(spawns(&h.ev(Event::BinaryChanged(Some(half_written)))), vec![2]);
+    assert_eq!(
+        spawns(&h.ev(Event::BinaryChanged(Some(half_written)))),
+        vec![2]
+    );
 }
 
 #[test]
@@ -217,7 +227,10 @@ fn a_missing_binary_is_reported_only_when_it_stays_missing() {
     assert!(h.ev(Event::BinaryChanged(None)).is_empty());
     h.advance(Duration::from_millis(10));
     assert!(h.ev(Event::BinaryChanged(Some(sig(1)))).is_empty());
-    assert!(h.sup.next_deadline().is_none(), "back in time: nothing to report");
+    assert!(
+        h.sup.next_deadline().is_none(),
+        "back in time: nothing to report"
+    );
     h.ev(Event::BinaryChanged(None));
     let a = h.tick();
     assert!(reported(&a, |s| matches!(s, Status::BinaryMissing)));
@@ -233,7 +246,10 @@ fn a_failed_spawn_keeps_the_old_generation() {
     assert!(exit(&a).is_none());
     assert!(reported(&a, |s| matches!(
         s,
-        Status::SpawnFailed { still_serving: Some(Generation(1)), .. }
+        Status::SpawnFailed {
+            still_serving: Some(Generation(1)),
+            ..
+        }
     )));
     // The next trigger tries again, with the same generation number.
     assert_eq!(spawns(&h.hup()), vec![2]);
@@ -257,7 +273,15 @@ fn transient_spawn_failures_are_retried_within_the_budget() {
         let a = h.tick();
         assert_eq!(spawns(&a), vec![2]);
         let a = h.ev(transient());
-        if reported(&a, |s| matches!(s, Status::SpawnFailed { still_serving: Some(_), .. })) {
+        if reported(&a, |s| {
+            matches!(
+                s,
+                Status::SpawnFailed {
+                    still_serving: Some(_),
+                    ..
+                }
+            )
+        }) {
             gave_up = true;
             break;
         }
@@ -293,7 +317,11 @@ fn a_stubborn_generation_is_killed_when_the_grace_period_ends() {
     let a = h.exited(1, ChildEnd::Signaled(9));
     assert!(reported(&a, |s| matches!(
         s,
-        Status::Stopped { generation: Generation(1), end: StopEnd::Killed(_), .. }
+        Status::Stopped {
+            generation: Generation(1),
+            end: StopEnd::Killed(_),
+            ..
+        }
     )));
 }
 
@@ -492,10 +520,11 @@ fn watched_path_changes_are_debounced() {
 fn events_about_unknown_generations_are_ignored() {
     let mut h = running(OnExit::Wait);
     assert!(h.exited(7, ChildEnd::Exited(0)).is_empty());
-    assert!(h
-        .ev(Event::GroupChecked {
+    assert!(
+        h.ev(Event::GroupChecked {
             generation: Generation(7),
             empty: true
         })
-        .is_empty());
+        .is_empty()
+    );
 }

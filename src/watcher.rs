@@ -6,8 +6,8 @@
 //! rename), so a watch on the file itself goes stale at the first rebuild. Files are
 //! therefore watched through their parent directory and events are filtered by name.
 //! Event kinds are not trusted (FSEvents coalesces them, cargo's hard link produces only a
-//! Create): every event on the binary just makes the watcher `stat` it and hand the
-//! supervisor what is there now. Reads and execs (Access events) are dropped, so hotrun's
+//! Create): every event on the binary just tells the loop to `stat` it and hand the
+//! supervisor what is there by then. Reads and execs (Access events) are dropped, so hotrun's
 //! own exec of the binary never triggers a restart.
 //!
 //! A poll thread is the safety net: once a second (ten times a second while the binary's
@@ -56,7 +56,7 @@ impl Routes {
             if self.binary.as_deref() == Some(path.as_path()) {
                 if !binary_seen {
                     binary_seen = true;
-                    let _ = tx.send(Input::Binary(file_sig(path)));
+                    let _ = tx.send(Input::Binary);
                 }
                 continue;
             }
@@ -80,8 +80,13 @@ fn is_relevant(kind: EventKind) -> bool {
 
 /// Starts watching `binary` (if given) and `paths` (files, or directories recursively).
 /// All paths must be absolute.
-pub(crate) fn start(binary: Option<&Path>, paths: &[PathBuf], tx: Sender<Input>) -> Result<Watcher> {
-    let (dirs, files): (Vec<PathBuf>, Vec<PathBuf>) = paths.iter().cloned().partition(|p| p.is_dir());
+pub(crate) fn start(
+    binary: Option<&Path>,
+    paths: &[PathBuf],
+    tx: Sender<Input>,
+) -> Result<Watcher> {
+    let (dirs, files): (Vec<PathBuf>, Vec<PathBuf>) =
+        paths.iter().cloned().partition(|p| p.is_dir());
     let routes = Routes {
         binary: binary.map(Path::to_path_buf),
         files: files.clone(),
@@ -93,14 +98,19 @@ pub(crate) fn start(binary: Option<&Path>, paths: &[PathBuf], tx: Sender<Input>)
         Ok(event) => handler_routes.route(&event, &handler_tx),
         Err(_) => {
             // Lost events (queue overflow): look at the binary again to be safe.
-            if let Some(binary) = &handler_routes.binary {
-                let _ = handler_tx.send(Input::Binary(file_sig(binary)));
+            if handler_routes.binary.is_some() {
+                let _ = handler_tx.send(Input::Binary);
             }
         }
     };
-    let mut inner = notify::recommended_watcher(handler).context("cannot start the file watcher")?;
+    let mut inner =
+        notify::recommended_watcher(handler).context("cannot start the file watcher")?;
 
-    for file in binary.iter().copied().chain(files.iter().map(PathBuf::as_path)) {
+    for file in binary
+        .iter()
+        .copied()
+        .chain(files.iter().map(PathBuf::as_path))
+    {
         let parent = parent_of(file);
         inner
             .watch(parent, RecursiveMode::NonRecursive)
@@ -151,19 +161,19 @@ impl Poll {
             if dir != watched_dir {
                 // Removed (cargo clean), or removed and made anew: the old watch is dead.
                 watched_dir = None;
-                if dir.is_some() {
-                    if let Ok(mut watcher) = self.watcher.lock() {
-                        let _ = watcher.unwatch(&parent);
-                        if watcher.watch(&parent, RecursiveMode::NonRecursive).is_ok() {
-                            watched_dir = dir;
-                        }
+                if dir.is_some()
+                    && let Ok(mut watcher) = self.watcher.lock()
+                {
+                    let _ = watcher.unwatch(&parent);
+                    if watcher.watch(&parent, RecursiveMode::NonRecursive).is_ok() {
+                        watched_dir = dir;
                     }
                 }
             }
             let now = file_sig(&self.binary);
             if now != last {
                 last = now;
-                if self.tx.send(Input::Binary(now)).is_err() {
+                if self.tx.send(Input::Binary).is_err() {
                     return;
                 }
             }

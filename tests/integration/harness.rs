@@ -1,0 +1,424 @@
+//! The test harness: a sandbox directory per test, the fixture program installed into it,
+//! a driver for a real `hotrun` process whose stderr is read line by line, and the ways
+//! build tools replace a binary.
+//!
+//! Nothing here sleeps to synchronise: every wait is for a line, a file or a process
+//! state, polled until a generous deadline, and a timeout panics with the transcript.
+
+use std::ffi::OsStr;
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, unbounded};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The longest any single wait may take; generous for a loaded 2-core machine.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+/// How often polled conditions are looked at.
+const POLL: Duration = Duration::from_millis(5);
+
+pub fn hotrun_exe() -> &'static str {
+    env!("CARGO_BIN_EXE_hotrun")
+}
+
+/// The fixture program built by `cargo test` (it is an example target).
+pub fn fixture_exe() -> PathBuf {
+    example("fixture")
+}
+
+pub fn example(name: &str) -> PathBuf {
+    let bin = Path::new(hotrun_exe());
+    let path = bin
+        .parent()
+        .map(|d| d.join("examples").join(name))
+        .unwrap_or_default();
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+/// Waits until `cond` holds, or panics with `what` and `context()`.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let end = Instant::now() + DEADLINE;
+    while !cond() {
+        if Instant::now() > end {
+            panic!("timed out waiting for {what}\n{}", context());
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// A private directory for one test.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::Builder::new()
+                .prefix("hotrun-test-")
+                .tempdir()
+                .expect("cannot make a temporary directory"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The fixture, copied in as `name` the safe way (write elsewhere, then rename).
+    pub fn install_fixture(&self, name: &str) -> PathBuf {
+        let dest = self.path(name);
+        replace_by_rename(&fixture_exe(), &dest);
+        dest
+    }
+
+    /// The fixture's log in this sandbox.
+    pub fn log(&self) -> Log {
+        Log {
+            path: self.path("log"),
+        }
+    }
+}
+
+/// The log the fixture writes (see tests/fixtures/fixture.rs).
+pub struct Log {
+    pub path: PathBuf,
+}
+
+impl Log {
+    pub fn arg(&self) -> &OsStr {
+        self.path.as_os_str()
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        fs::read_to_string(&self.path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits for a line that contains every one of `words`; returns it.
+    pub fn wait_for(&self, words: &[&str]) -> String {
+        let mut found = None;
+        wait_until(
+            &format!("a log line with {words:?}"),
+            || {
+                found = self
+                    .lines()
+                    .into_iter()
+                    .find(|l| words.iter().all(|w| l.contains(w)));
+                found.is_some()
+            },
+            || format!("log:\n{}", self.lines().join("\n")),
+        );
+        found.unwrap_or_default()
+    }
+
+    pub fn count(&self, words: &[&str]) -> usize {
+        self.lines()
+            .iter()
+            .filter(|l| words.iter().all(|w| l.contains(w)))
+            .count()
+    }
+}
+
+/// The value of `key=` in a log or status line.
+pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let pat = format!("{key}=");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(pat.as_str()))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+pub fn pid_in(line: &str) -> i32 {
+    field(line, "pid").parse().expect("pid")
+}
+
+/// Whether a process is gone (no such pid, or a zombie waiting for its reaper).
+pub fn is_gone(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rfind(')')
+            .map(|i| stat[i + 1..].trim_start().starts_with('Z'))
+            .unwrap_or(false),
+    }
+}
+
+pub fn wait_gone(pid: i32) {
+    wait_until(
+        &format!("pid {pid} to be gone"),
+        || is_gone(pid),
+        String::new,
+    );
+}
+
+/// A running `hotrun`, with its stderr collected line by line.
+pub struct Hotrun {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Arc<Mutex<Vec<String>>>,
+    next: usize,
+    status: Option<ExitStatus>,
+}
+
+impl Hotrun {
+    pub fn start<S: AsRef<OsStr>>(args: &[S]) -> Hotrun {
+        Hotrun::start_with(args, |_| {})
+    }
+
+    pub fn start_with<S: AsRef<OsStr>>(args: &[S], setup: impl FnOnce(&mut Command)) -> Hotrun {
+        Hotrun::start_opts(args, true, setup)
+    }
+
+    /// `own_group`: start hotrun in a process group of its own (off when the test makes
+    /// it a session leader instead).
+    pub fn start_opts<S: AsRef<OsStr>>(
+        args: &[S],
+        own_group: bool,
+        setup: impl FnOnce(&mut Command),
+    ) -> Hotrun {
+        let mut cmd = Command::new(hotrun_exe());
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE");
+        if own_group {
+            // Out of the test runner's group: a signal for the runner is not for hotrun.
+            cmd.process_group(0);
+        }
+        setup(&mut cmd);
+        let mut child = cmd.spawn().expect("cannot start hotrun");
+        let (tx, rx) = unbounded();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        for (tag, pipe) in [
+            (
+                "",
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            ),
+            (
+                "stdout: ",
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            ),
+        ] {
+            let Some(pipe) = pipe else { continue };
+            let tx = tx.clone();
+            let seen = Arc::clone(&seen);
+            thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    let line = format!("{tag}{line}");
+                    seen.lock().expect("lock").push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Hotrun {
+            child,
+            lines: rx,
+            seen,
+            next: 0,
+            status: None,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Everything hotrun printed so far (stderr; stdout lines start with "stdout: ").
+    pub fn transcript(&self) -> String {
+        self.seen.lock().expect("lock").join("\n")
+    }
+
+    /// Waits for the next output line containing every one of `words` (lines before it
+    /// are skipped, and later calls look only after it).
+    pub fn expect(&mut self, words: &[&str]) -> String {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let line = {
+                let seen = self.seen.lock().expect("lock");
+                seen.get(self.next).cloned()
+            };
+            if let Some(line) = line {
+                self.next += 1;
+                if words.iter().all(|w| line.contains(w)) {
+                    return line;
+                }
+                continue;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "timed out waiting for a line with {words:?}\ntranscript:\n{}",
+                    self.transcript()
+                );
+            }
+            let _ = self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(100)));
+        }
+    }
+
+    /// How many lines so far contain every one of `words`.
+    pub fn count(&self, words: &[&str]) -> usize {
+        self.seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|l| words.iter().all(|w| l.contains(w)))
+            .count()
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.pid()), signal).expect("cannot signal hotrun");
+    }
+
+    /// Waits for hotrun to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.status = Some(status);
+                // Let the readers catch up with the last lines.
+                let _ = wait_for_eof(&self.lines);
+                return status;
+            }
+            if Instant::now() > end {
+                panic!("hotrun did not exit\ntranscript:\n{}", self.transcript());
+            }
+            thread::sleep(POLL);
+        }
+    }
+}
+
+fn wait_for_eof(lines: &Receiver<String>) -> Option<()> {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        match lines.recv_deadline(end) {
+            Ok(_) => continue,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Some(()),
+            Err(_) => return None,
+        }
+    }
+}
+
+impl Drop for Hotrun {
+    fn drop(&mut self) {
+        if self.status.is_none() && matches!(self.child.try_wait(), Ok(None)) {
+            // A failed test: SIGKILL hotrun; its guardian kills the generations' groups.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// ---- the ways build tools put a new binary in place ---------------------------------------
+
+/// `mv`, rust-lld's output, most editors: write a temporary file, rename it over.
+pub fn replace_by_rename(src: &Path, dest: &Path) {
+    let tmp = dest.with_extension("hotrun-tmp");
+    fs::copy(src, &tmp).expect("copy");
+    fs::rename(&tmp, dest).expect("rename");
+}
+
+/// cargo: the new artifact lives in deps/; the old name is unlinked and hard-linked anew.
+pub fn replace_like_cargo(src: &Path, dest: &Path) {
+    let deps = dest.parent().expect("parent").join("deps");
+    fs::create_dir_all(&deps).expect("deps dir");
+    let artifact = deps.join(format!(
+        "{}-{}",
+        dest.file_name().and_then(OsStr::to_str).unwrap_or("bin"),
+        std::process::id() as u64 * 1000 + u64::from(rand_tick())
+    ));
+    replace_by_rename(src, &artifact);
+    let _ = fs::remove_file(dest);
+    fs::hard_link(&artifact, dest).expect("hard link");
+}
+
+/// GNU ld: unlink, create 0644, write in pieces, close, then chmod 0755.
+pub fn replace_like_ld(src: &Path, dest: &Path) {
+    let data = fs::read(src).expect("read");
+    let _ = fs::remove_file(dest);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dest)
+        .expect("create");
+    fs::set_permissions(dest, fs::Permissions::from_mode(0o644)).expect("chmod 644");
+    for chunk in data.chunks(64 * 1024) {
+        file.write_all(chunk).expect("write");
+        file.flush().expect("flush");
+    }
+    drop(file);
+    fs::set_permissions(dest, fs::Permissions::from_mode(0o755)).expect("chmod 755");
+}
+
+/// `cp --remove-destination` (and Go's copy when it cannot rename).
+pub fn replace_with_cp(src: &Path, dest: &Path) {
+    run_tool(
+        Command::new("cp")
+            .arg("--remove-destination")
+            .arg(src)
+            .arg(dest),
+    );
+}
+
+/// `install -m 755`.
+pub fn replace_with_install(src: &Path, dest: &Path) {
+    run_tool(
+        Command::new("install")
+            .arg("-m")
+            .arg("755")
+            .arg(src)
+            .arg(dest),
+    );
+}
+
+fn run_tool(cmd: &mut Command) {
+    let status = cmd.status().expect("cannot run the tool");
+    assert!(status.success(), "{cmd:?} failed: {status}");
+}
+
+fn rand_tick() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
+
+/// Opens a file for appending (a marker the tests touch to prove ordering).
+pub fn touch(path: &Path) {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("touch");
+    f.write_all(b"x\n").expect("write marker");
+}

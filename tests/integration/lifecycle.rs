@@ -1,0 +1,203 @@
+//! The child's own exits and the exit policies, status lines (quiet, colour, a closed
+//! stderr), stdin, and the child's arguments and output.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::Signal;
+
+use crate::harness::*;
+
+fn fixture_cmd<'a>(
+    sb: &'a Sandbox,
+    log: &'a Log,
+    hotrun_args: &[&'a str],
+) -> Vec<std::ffi::OsString> {
+    let app = sb.install_fixture("app");
+    let mut args: Vec<std::ffi::OsString> = hotrun_args.iter().map(|a| a.into()).collect();
+    args.push("--".into());
+    args.push(app.into());
+    args.push("--log".into());
+    args.push(log.arg().into());
+    args
+}
+
+#[test]
+fn a_child_that_exits_is_reported_and_hotrun_waits_for_a_trigger() {
+    let sb = Sandbox::new();
+    let log = sb.log();
+    let mut args = fixture_cmd(&sb, &log, &[]);
+    args.extend(["--exit-after-ms", "0", "--exit-code", "3"].map(Into::into));
+    let mut h = Hotrun::start(&args);
+    h.expect(&["gen 1 exited with 3 after"]);
+    h.expect(&["waiting for a change (or SIGHUP)"]);
+    h.signal(Signal::SIGHUP);
+    h.expect(&["gen 2 started", "(SIGHUP)"]);
+    h.expect(&["gen 2 exited with 3"]);
+    // Nothing runs now: hotrun dies of the signal itself, as the child would have.
+    h.signal(Signal::SIGTERM);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&h.wait()),
+        Some(libc::SIGTERM)
+    );
+}
+
+#[test]
+fn on_exit_exit_ends_hotrun_with_the_childs_status() {
+    let sb = Sandbox::new();
+    let log = sb.log();
+    let mut args = fixture_cmd(&sb, &log, &["--on-exit", "exit"]);
+    args.extend(["--exit-after-ms", "0", "--exit-code", "7"].map(Into::into));
+    let mut h = Hotrun::start(&args);
+    assert_eq!(h.wait().code(), Some(7), "{}", h.transcript());
+}
+
+#[test]
+fn on_exit_restart_backs_off_while_the_child_keeps_crashing() {
+    let sb = Sandbox::new();
+    let log = sb.log();
+    let mut args = fixture_cmd(&sb, &log, &["--on-exit", "restart"]);
+    args.extend(["--exit-after-ms", "0", "--exit-code", "1"].map(Into::into));
+    let mut h = Hotrun::start(&args);
+    h.expect(&["restarting in 100 ms"]);
+    h.expect(&["gen 2 started", "(restart after exit)"]);
+    h.expect(&["restarting in 200 ms"]);
+    h.expect(&["gen 3 started"]);
+    h.expect(&["restarting in 400 ms"]);
+    h.signal(Signal::SIGTERM);
+    h.wait();
+}
+
+#[test]
+fn quiet_prints_nothing_on_a_clean_run() {
+    let sb = Sandbox::new();
+    let log = sb.log();
+    let mut args = fixture_cmd(&sb, &log, &["--quiet", "--on-exit", "exit"]);
+    args.extend(["--exit-after-ms", "0"].map(Into::into));
+    let mut h = Hotrun::start(&args);
+    assert_eq!(h.wait().code(), Some(0));
+    assert_eq!(h.transcript(), "");
+}
+
+#[test]
+fn colour_follows_the_flag_and_no_color() {
+    let run = |flag: &str, no_color: bool| {
+        let sb = Sandbox::new();
+        let log = sb.log();
+        let mut args = fixture_cmd(&sb, &log, &["--color", flag, "--on-exit", "exit"]);
+        args.extend(["--exit-after-ms", "0"].map(Into::into));
+        let mut h = Hotrun::start_with(&args, |cmd| {
+            if no_color {
+                cmd.env("NO_COLOR", "1");
+            }
+        });
+        h.wait();
+        h.transcript().contains('\u{1b}')
+    };
+    assert!(run("always", false));
+    assert!(!run("never", false));
+    // stderr is a pipe here: auto means plain.
+    assert!(!run("auto", false));
+    assert!(!run("auto", true));
+}
+
+#[test]
+fn a_closed_stderr_does_not_break_supervision() {
+    let sb = Sandbox::new();
+    let log = sb.log();
+    let args = fixture_cmd(&sb, &log, &[]);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = Command::new(hotrun_exe())
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    log.wait_for(&["start gen=1"]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGHUP,
+    )
+    .unwrap();
+    log.wait_for(&["start gen=2"]);
+    log.wait_for(&["signal gen=1 sig=SIGTERM"]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    log.wait_for(&["cleanup gen=2"]);
+}
+
+#[test]
+fn stdin_is_dev_null_by_default() {
+    let sb = Sandbox::new();
+    let log = sb.log();
+    let mut args = fixture_cmd(&sb, &log, &["--on-exit", "exit"]);
+    args.extend(["--read-stdin", "--exit-after-ms", "0"].map(Into::into));
+    // hotrun's own stdin has data; the child must not see it.
+    let mut child = Command::new(hotrun_exe())
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"secret\n").unwrap();
+    log.wait_for(&["stdin gen=1 read=EOF"]);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn stdin_flag_hands_hotrun_s_stdin_to_the_child() {
+    let sb = Sandbox::new();
+    let log = sb.log();
+    let mut args = fixture_cmd(&sb, &log, &["--stdin", "--on-exit", "exit"]);
+    args.extend(["--read-stdin", "--exit-after-ms", "0"].map(Into::into));
+    let mut child = Command::new(hotrun_exe())
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"hello\n").unwrap();
+    drop(stdin);
+    log.wait_for(&["stdin gen=1 read=hello"]);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn arguments_and_output_pass_through_untouched() {
+    let sb = Sandbox::new();
+    let log = sb.log();
+    let mut args = fixture_cmd(&sb, &log, &["--on-exit", "exit"]);
+    args.extend(["--print-args", "a b", "--c", "", "--exit-after-ms", "0"].map(Into::into));
+    let mut h = Hotrun::start(&args);
+    h.expect(&[
+        r#"stdout: args: ["--log""#,
+        r#""--print-args", "a b", "--c", """#,
+    ]);
+    assert!(h.wait().success());
+}
+
+#[test]
+fn status_lines_tell_generation_pid_trigger_and_timing() {
+    let sb = Sandbox::new();
+    let log = sb.log();
+    let args = fixture_cmd(&sb, &log, &[]);
+    let mut h = Hotrun::start(&args);
+    let started = h.expect(&["gen 1 started in"]);
+    assert!(started.contains(" ms (start), pid "), "{started}");
+    h.signal(Signal::SIGHUP);
+    h.expect(&["gen 2 started in", "(SIGHUP), pid"]);
+    h.expect(&["gen 1: sent SIGTERM to its process group"]);
+    h.expect(&["gen 1 stopped cleanly in", "ms (exited with 0)"]);
+    h.signal(Signal::SIGTERM);
+    h.wait();
+}

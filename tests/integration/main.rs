@@ -1,0 +1,15 @@
+//! hotrun's integration tests: the real `hotrun` binary over the real fixture program
+//! (tests/fixtures/fixture.rs), real binary replacements, real signals, and a check of
+//! what happened to every process. One test binary, one module per area.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
+/// Sandboxes, the hotrun driver, log reading and binary replacement styles.
+mod harness;
+/// Bad command lines: one line, the documented exit code, nothing started.
+mod input;
+/// Child exits, exit policies, status lines, stdin and output.
+mod lifecycle;
+/// Restarts: each replacement style, ordering, grandchildren, grace, fixed ports.
+mod restart;
+/// SIGINT/SIGTERM/SIGQUIT forwarding, second Ctrl-C, SIGKILL of hotrun, terminal hangup.
+mod signals;

@@ -1,0 +1,369 @@
+//! Restarts: every way a build replaces the binary gives exactly one restart; the new
+//! generation starts before the old one is asked to stop; old groups are gone afterwards.
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::sys::signal::Signal;
+
+use crate::harness::*;
+
+/// A sandbox with the fixture installed as `app`, and a marker file in its own watched
+/// directory. Touching the marker after a replacement proves that every event of the
+/// replacement has been handled: the watcher reports events in order, so the marker's
+/// restart must be the next one, and must not say "binary changed".
+struct Bench {
+    sb: Sandbox,
+    app: PathBuf,
+    marker: PathBuf,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let sb = Sandbox::new();
+        let app = sb.install_fixture("app");
+        let marker_dir = sb.path("marker");
+        fs::create_dir(&marker_dir).unwrap();
+        let marker = marker_dir.join("m");
+        touch(&marker);
+        Bench { sb, app, marker }
+    }
+
+    fn hotrun(&self, extra: &[&str], fixture_args: &[&str]) -> Hotrun {
+        let log = self.sb.log();
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--debounce".as_ref(), "0".as_ref()];
+        args.extend(["--watch".as_ref(), self.marker.as_os_str()]);
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        args.push("--".as_ref());
+        args.push(self.app.as_os_str());
+        args.extend(["--log".as_ref(), log.arg()]);
+        args.extend(fixture_args.iter().map(|a| std::ffi::OsStr::new(*a)));
+        let mut h = Hotrun::start(&args);
+        h.expect(&["gen 1 started"]);
+        log.wait_for(&["start gen=1"]);
+        h
+    }
+
+    /// After a replacement restarted the command once: prove there is no second restart.
+    fn assert_exactly_one_binary_restart(&self, h: &mut Hotrun) {
+        touch(&self.marker);
+        let next = h.expect(&["gen 3 started"]);
+        assert!(
+            next.contains("m changed"),
+            "the restart after the marker came from elsewhere: {next}\n{}",
+            h.transcript()
+        );
+        assert_eq!(h.count(&["(binary changed)"]), 1, "{}", h.transcript());
+    }
+}
+
+fn restarts_exactly_once(replace: fn(&Path, &Path)) {
+    let b = Bench::new();
+    let mut h = b.hotrun(&[], &[]);
+    replace(&fixture_exe(), &b.app);
+    h.expect(&["gen 2 started", "(binary changed)"]);
+    b.sb.log().wait_for(&["start gen=2"]);
+    h.expect(&["gen 1 stopped cleanly"]);
+    b.assert_exactly_one_binary_restart(&mut h);
+}
+
+#[test]
+fn rename_over_the_binary_restarts_once() {
+    restarts_exactly_once(replace_by_rename);
+}
+
+#[test]
+fn cargo_style_unlink_and_hard_link_restarts_once() {
+    restarts_exactly_once(replace_like_cargo);
+}
+
+#[test]
+fn ld_style_rewrite_restarts_once_after_the_chmod() {
+    restarts_exactly_once(replace_like_ld);
+}
+
+#[test]
+fn cp_remove_destination_restarts_once() {
+    restarts_exactly_once(replace_with_cp);
+}
+
+#[test]
+fn install_restarts_once() {
+    restarts_exactly_once(replace_with_install);
+}
+
+#[test]
+fn real_gcc_build_restarts_once() {
+    if Command::new("gcc").arg("--version").output().is_err() {
+        eprintln!("gcc not installed: skipped");
+        return;
+    }
+    let b = Bench::new();
+    let src = b.sb.path("server.c");
+    fs::write(
+        &src,
+        "#include <stdio.h>\n#include <stdlib.h>\n#include <unistd.h>\n\
+         int main(int c, char **v) { FILE *f = fopen(v[2], \"a\");\n\
+         fprintf(f, \"start gen=%s pid=%d\\n\", getenv(\"HOTRUN_GEN\"), getpid());\n\
+         fclose(f); for (;;) pause(); }\n",
+    )
+    .unwrap();
+    let gcc = |out: &Path| {
+        let status = Command::new("gcc")
+            .arg("-o")
+            .arg(out)
+            .arg(&src)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    gcc(&b.app);
+    let mut h = b.hotrun(&[], &[]);
+    gcc(&b.app);
+    h.expect(&["gen 2 started", "(binary changed)"]);
+    b.sb.log().wait_for(&["start gen=2"]);
+    b.assert_exactly_one_binary_restart(&mut h);
+}
+
+#[test]
+fn real_cargo_build_restarts_once() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let b = Bench::new();
+    let project = b.sb.path("tiny");
+    fs::create_dir_all(project.join("src")).unwrap();
+    fs::write(
+        project.join("Cargo.toml"),
+        "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
+    )
+    .unwrap();
+    let source = |n: u32| {
+        format!(
+            "fn main() {{ let log = std::env::args().nth(2).unwrap();\n\
+             let line = format!(\"start gen={{}} pid={{}} build={n}\\n\", std::env::var(\"HOTRUN_GEN\").unwrap(), std::process::id());\n\
+             use std::io::Write; std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap().write_all(line.as_bytes()).unwrap();\n\
+             loop {{ std::thread::park(); }} }}\n"
+        )
+    };
+    let build = |n: u32| {
+        fs::write(project.join("src/main.rs"), source(n)).unwrap();
+        let out = Command::new(&cargo)
+            .args(["build", "--offline", "--quiet"])
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", project.join("target"))
+            .env_remove("RUSTFLAGS")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    build(1);
+    let binary = project.join("target/debug/tiny");
+    let log = b.sb.log();
+    let mut h = Hotrun::start(&[
+        "--debounce".as_ref(),
+        "0".as_ref(),
+        "--watch".as_ref(),
+        b.marker.as_os_str(),
+        "--".as_ref(),
+        binary.as_os_str(),
+        "--log".as_ref(),
+        log.arg(),
+    ]);
+    h.expect(&["gen 1 started"]);
+    log.wait_for(&["start gen=1", "build=1"]);
+    build(2);
+    h.expect(&["gen 2 started", "(binary changed)"]);
+    log.wait_for(&["start gen=2", "build=2"]);
+    b.assert_exactly_one_binary_restart(&mut h);
+}
+
+#[test]
+fn exec_and_reads_of_the_binary_do_not_restart() {
+    let b = Bench::new();
+    let mut h = b.hotrun(&[], &[]);
+    // Run the binary directly, and read it the way a checksum or a backup would.
+    let out = Command::new(&b.app)
+        .args(["--exit-after-ms", "0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let _ = fs::read(&b.app).unwrap();
+    touch(&b.marker);
+    let line = h.expect(&["gen 2 started"]);
+    assert!(line.contains("m changed"), "{}", h.transcript());
+    assert_eq!(h.count(&["binary changed"]), 0, "{}", h.transcript());
+}
+
+#[test]
+fn touching_the_binary_with_no_new_identity_is_a_restart_but_a_chmod_is_not() {
+    let b = Bench::new();
+    let mut h = b.hotrun(&[], &[]);
+    // Same inode, same size, same mtime: a chmod changes nothing that matters.
+    fs::set_permissions(&b.app, std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+    touch(&b.marker);
+    let line = h.expect(&["gen 2 started"]);
+    assert!(line.contains("m changed"), "{}", h.transcript());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_new_generation_runs_before_the_old_one_gets_its_stop_signal() {
+    let b = Bench::new();
+    let tag = b.sb.path("").display().to_string();
+    let mut h = b.hotrun(&[], &["--tag", &tag]);
+    h.signal(Signal::SIGHUP);
+    h.expect(&["gen 2 started", "(SIGHUP)"]);
+    let log = b.sb.log();
+    let gen2 = pid_in(&log.wait_for(&["start gen=2"]));
+    let stop = log.wait_for(&["signal gen=1 sig=SIGTERM"]);
+    // The old generation, at the moment it got SIGTERM, saw gen 2 already exec'd (its
+    // command line is the fixture's, tag included; hotrun's own has the tag too).
+    let others = field(&stop, "others");
+    assert!(
+        others.split(',').any(|p| p == gen2.to_string()),
+        "gen 2 (pid {gen2}) was not running when gen 1 got SIGTERM: {stop}"
+    );
+}
+
+#[test]
+fn grandchildren_are_gone_after_a_restart_and_after_exit() {
+    let b = Bench::new();
+    let mut h = b.hotrun(&[], &["--grandchild"]);
+    let log = b.sb.log();
+    let first = pid_in(&log.wait_for(&["grandchild gen=1"]));
+    h.signal(Signal::SIGHUP);
+    h.expect(&["gen 1 stopped"]);
+    assert!(is_gone(first), "gen 1's grandchild {first} outlived gen 1");
+    let second = pid_in(&log.wait_for(&["grandchild gen=2"]));
+    h.signal(Signal::SIGTERM);
+    h.wait();
+    assert!(
+        is_gone(second),
+        "gen 2's grandchild {second} outlived hotrun"
+    );
+}
+
+#[test]
+fn a_child_that_ignores_the_stop_signal_is_killed_after_the_grace_period() {
+    let b = Bench::new();
+    let mut h = b.hotrun(&["--grace", "300ms"], &["--ignore-term"]);
+    let log = b.sb.log();
+    let old = pid_in(&log.wait_for(&["start gen=1"]));
+    h.signal(Signal::SIGHUP);
+    log.wait_for(&["signal gen=1 sig=SIGTERM"]);
+    h.expect(&["gen 1 still running 300 ms after the stop signal; sending SIGKILL"]);
+    h.expect(&["gen 1 killed after", "killed by SIGKILL"]);
+    assert!(is_gone(old));
+}
+
+#[test]
+fn a_custom_stop_signal_is_used_for_restarts() {
+    let b = Bench::new();
+    let mut h = b.hotrun(&["--stop-signal", "INT"], &[]);
+    h.signal(Signal::SIGHUP);
+    b.sb.log().wait_for(&["signal gen=1 sig=SIGINT"]);
+    h.expect(&["gen 1 stopped cleanly"]);
+}
+
+#[test]
+fn survives_cargo_clean_and_a_rebuild() {
+    let sb = Sandbox::new();
+    let debug = sb.path("target/debug");
+    fs::create_dir_all(&debug).unwrap();
+    let app = debug.join("app");
+    replace_by_rename(&fixture_exe(), &app);
+    let log = sb.log();
+    let mut h = Hotrun::start(&[app.as_os_str(), "--log".as_ref(), log.arg()]);
+    h.expect(&["gen 1 started"]);
+    fs::remove_dir_all(sb.path("target")).unwrap();
+    fs::create_dir_all(&debug).unwrap();
+    replace_like_cargo(&fixture_exe(), &app);
+    h.expect(&["gen 2 started", "(binary changed)"]);
+    log.wait_for(&["start gen=2"]);
+    // And the watch works again for the next build, at event speed.
+    replace_by_rename(&fixture_exe(), &app);
+    h.expect(&["gen 3 started", "(binary changed)"]);
+}
+
+#[test]
+fn a_watched_directory_change_restarts() {
+    let b = Bench::new();
+    let dir = b.sb.path("static");
+    fs::create_dir_all(dir.join("css")).unwrap();
+    let mut h = b.hotrun(&["--watch", dir.to_str().unwrap()], &[]);
+    touch(&dir.join("css/site.css"));
+    h.expect(&["gen 2 started", "site.css changed"]);
+}
+
+#[test]
+fn a_generation_that_cannot_start_leaves_the_old_one_running() {
+    let b = Bench::new();
+    let mut h = b.hotrun(&[], &[]);
+    let log = b.sb.log();
+    let old = pid_in(&log.wait_for(&["start gen=1"]));
+    fs::remove_file(&b.app).unwrap();
+    h.signal(Signal::SIGHUP);
+    h.expect(&["cannot run", "gen 1 keeps running"]);
+    assert!(!is_gone(old));
+    // A new build brings it back, through the normal routine.
+    replace_by_rename(&fixture_exe(), &b.app);
+    h.expect(&["gen 2 started", "(binary changed)"]);
+    h.expect(&["gen 1 stopped cleanly"]);
+}
+
+#[test]
+fn a_fixed_port_server_ends_every_restart_with_the_new_build_serving() {
+    // A free port, chosen by the kernel and released for the server to take.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let b = Bench::new();
+    // The old generation keeps the port for a second after SIGTERM, so the new one
+    // finds it taken.
+    let mut h = b.hotrun(&[], &["--port", &port, "--cleanup-ms", "1000"]);
+    let log = b.sb.log();
+    log.wait_for(&["listening gen=1"]);
+    for round in 0..2 {
+        h.signal(Signal::SIGHUP);
+        h.expect(&["stopped cleanly"]);
+        // Whatever raced, the newest generation ends up listening, and it answers.
+        let newest = || {
+            log.lines()
+                .iter()
+                .filter(|l| l.starts_with("start gen="))
+                .map(|l| field(l, "gen").to_string())
+                .next_back()
+                .unwrap()
+        };
+        wait_until(
+            "the newest generation to listen",
+            || log.count(&["listening", &format!("gen={} ", newest())]) == 1,
+            || format!("{}\n{}", log.lines().join("\n"), h.transcript()),
+        );
+        let mut reply = String::new();
+        TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()))
+            .unwrap()
+            .read_to_string(&mut reply)
+            .unwrap();
+        assert_eq!(reply.trim(), format!("gen={}", newest()), "round {round}");
+    }
+    // With a one-second cleanup the new generation lost the race at least once, and was
+    // started again rather than left dead.
+    if log.count(&["bind-failed"]) > 0 {
+        assert!(
+            h.count(&["starting it again once"]) > 0,
+            "{}",
+            h.transcript()
+        );
+        assert!(h.count(&["(retry after the old generation was gone)"]) > 0);
+    }
+}

@@ -1,0 +1,147 @@
+//! Signals sent to hotrun: SIGINT/SIGTERM/SIGQUIT are forwarded to the child's group and
+//! hotrun exits with the child's status; a second one kills; SIGKILL of hotrun leaves no
+//! process behind; a terminal hangup shuts down.
+
+use std::os::unix::process::ExitStatusExt;
+
+use nix::sys::signal::Signal;
+
+use crate::harness::*;
+
+fn start(sb: &Sandbox, hotrun_args: &[&str], fixture_args: &[&str]) -> Hotrun {
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let mut args: Vec<&std::ffi::OsStr> = hotrun_args
+        .iter()
+        .map(|a| std::ffi::OsStr::new(*a))
+        .collect();
+    args.push("--".as_ref());
+    args.push(app.as_os_str());
+    args.extend(["--log".as_ref(), log.arg()]);
+    args.extend(fixture_args.iter().map(|a| std::ffi::OsStr::new(*a)));
+    let mut h = Hotrun::start(&args);
+    h.expect(&["gen 1 started"]);
+    log.wait_for(&["start gen=1"]);
+    h
+}
+
+#[test]
+fn sigint_and_sigterm_run_the_childs_cleanup_and_hotrun_exits_with_its_status() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGQUIT] {
+        let sb = Sandbox::new();
+        let mut h = start(&sb, &[], &["--cleanup-code", "42", "--grandchild"]);
+        let grandchild = pid_in(&sb.log().wait_for(&["grandchild gen=1"]));
+        h.signal(signal);
+        let log = sb.log();
+        log.wait_for(&[&format!("signal gen=1 sig={}", signal.as_str())]);
+        log.wait_for(&["cleanup gen=1 code=42"]);
+        let status = h.wait();
+        assert_eq!(status.code(), Some(42), "{signal}: {}", h.transcript());
+        assert!(is_gone(grandchild), "{signal}: grandchild survived");
+    }
+}
+
+#[test]
+fn a_child_killed_by_the_forwarded_signal_makes_hotrun_die_of_it_too() {
+    let sb = Sandbox::new();
+    let mut h = start(&sb, &[], &["--die-by-signal"]);
+    h.signal(Signal::SIGINT);
+    let status = h.wait();
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{}", h.transcript());
+}
+
+#[test]
+fn a_second_sigint_kills_at_once() {
+    let sb = Sandbox::new();
+    // The child ignores INT and TERM, and the grace period is longer than any wait here:
+    // only the second Ctrl-C can end this quickly.
+    let mut h = start(&sb, &["--grace", "1h"], &["--ignore-term"]);
+    h.signal(Signal::SIGINT);
+    h.expect(&["got SIGINT"]);
+    sb.log().wait_for(&["signal gen=1 sig=SIGINT"]);
+    h.signal(Signal::SIGINT);
+    h.expect(&["second signal: killing"]);
+    let status = h.wait();
+    assert_eq!(status.code(), Some(128 + 9), "{}", h.transcript());
+}
+
+#[test]
+fn sigusr1_restarts_like_sighup() {
+    let sb = Sandbox::new();
+    let mut h = start(&sb, &[], &[]);
+    h.signal(Signal::SIGUSR1);
+    h.expect(&["gen 2 started", "(SIGUSR1)"]);
+    sb.log().wait_for(&["start gen=2"]);
+}
+
+#[test]
+fn sigkill_of_hotrun_leaves_no_process_behind() {
+    let sb = Sandbox::new();
+    let h = start(&sb, &[], &["--grandchild"]);
+    let log = sb.log();
+    let child = pid_in(&log.wait_for(&["start gen=1"]));
+    let grandchild = pid_in(&log.wait_for(&["grandchild gen=1"]));
+    h.signal(Signal::SIGKILL);
+    wait_gone(child);
+    wait_gone(grandchild);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_terminal_hangup_shuts_down_instead_of_restarting() {
+    use nix::fcntl::OFlag;
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let slave_name = ptsname_r(&master).unwrap();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(&slave_name)
+        .unwrap();
+
+    let sb = Sandbox::new();
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let mut h = Hotrun::start_opts(
+        &[app.as_os_str(), "--log".as_ref(), log.arg()],
+        false,
+        |cmd| {
+            cmd.stdin(Stdio::from(slave));
+            // SAFETY: setsid and ioctl are async-signal-safe; nothing is allocated.
+            unsafe {
+                cmd.pre_exec(|| {
+                    // A session of its own, with the pty as its controlling terminal.
+                    if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        },
+    );
+    h.expect(&["gen 1 started"]);
+    let child = pid_in(&log.wait_for(&["start gen=1"]));
+    // The terminal goes away: the session leader (hotrun) gets SIGHUP.
+    drop(master);
+    h.expect(&["got SIGHUP"]);
+    h.wait();
+    assert_eq!(h.count(&["gen 2 started"]), 0, "{}", h.transcript());
+    wait_gone(child);
+    log.wait_for(&["signal gen=1 sig=SIGTERM"]);
+}
+
+trait OpenOptionsFlags {
+    fn custom_flags(&mut self, flags: i32) -> &mut Self;
+}
+
+impl OpenOptionsFlags for std::fs::OpenOptions {
+    fn custom_flags(&mut self, flags: i32) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::custom_flags(self, flags)
+    }
+}
