@@ -1,1 +1,434 @@
-fn main() {}
+//! hotrun's benchmark: how fast a replaced binary or a SIGHUP becomes a running new
+//! generation, how an ld-style write is waited for, and what hotrun costs while idle.
+//! The same cases run through entr and watchexec when they are on the PATH.
+//!
+//! ```text
+//! cargo run --release --example bench            # 21 runs per case
+//! cargo run --release --example bench -- 41      # more runs
+//! ```
+//!
+//! Latency is measured from the moment the benchmark replaces the binary (the rename, the
+//! hard link, the final chmod) or sends SIGHUP, to the moment the new fixture process
+//! reads CLOCK_MONOTONIC first thing in `main` (so exec and dynamic loading are included,
+//! for every tool alike).
+#![allow(clippy::unwrap_used)]
+
+use std::ffi::OsString;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const TARGET_REPLACE_MS: f64 = 5.0;
+const TARGET_SIGHUP_MS: f64 = 3.0;
+const TARGET_LD_MS: f64 = 200.0;
+
+fn main() {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(21)
+        .max(15);
+    let exe_dir = std::env::current_exe().unwrap();
+    let examples = exe_dir.parent().unwrap();
+    let fixture = examples.join("fixture");
+    let hotrun = examples.parent().unwrap().join("hotrun");
+    assert!(
+        fixture.exists() && hotrun.exists(),
+        "build first: cargo build --release --examples (the bench looks for {} and {})",
+        fixture.display(),
+        hotrun.display()
+    );
+    println!("hotrun benchmark: {runs} runs per case, medians and p90 in ms");
+    println!("machine: {} cores, {}", cores(), kernel());
+    let mut tools = vec![Tool::Hotrun(hotrun.clone())];
+    if which("entr") {
+        tools.push(Tool::Entr);
+    }
+    if which("watchexec") {
+        tools.push(Tool::Watchexec);
+    }
+    let names: Vec<&str> = tools.iter().map(Tool::name).collect();
+    println!("tools: {}", names.join(", "));
+    println!();
+
+    let mut rows = Vec::new();
+    for case in [Case::Rename, Case::HardLink, Case::Ld, Case::Sighup] {
+        let mut cells = Vec::new();
+        for tool in &tools {
+            if case == Case::Sighup && !matches!(tool, Tool::Hotrun(_)) {
+                cells.push(None);
+                continue;
+            }
+            eprint!("  {} / {} ...", case.name(), tool.name());
+            let result = measure(tool, case, &fixture, runs);
+            eprintln!(" median {:.2} ms", result.median);
+            cells.push(Some(result));
+        }
+        rows.push((case, cells));
+    }
+
+    println!(
+        "{:<26} {:>10} {:>10} {:>9} {:>7}  {}",
+        "case", "median", "p90", "target", "met", "peers (median, ratio peer/hotrun)"
+    );
+    for (case, cells) in &rows {
+        let Some(Some(ours)) = cells.first() else {
+            continue;
+        };
+        let (target, met) = case.target(ours);
+        let mut peers = Vec::new();
+        for (tool, cell) in tools.iter().zip(cells).skip(1) {
+            match cell {
+                Some(r) => peers.push(format!(
+                    "{} {:.1} ms{} (x{:.1})",
+                    tool.name(),
+                    r.median,
+                    r.early_note(),
+                    r.median / ours.median.max(0.001)
+                )),
+                None => peers.push(format!("{} n/a", tool.name())),
+            }
+        }
+        println!(
+            "{:<26} {:>10.2} {:>10.2} {:>9} {:>7}  {}",
+            format!("{}{}", case.name(), ours.early_note()),
+            ours.median,
+            ours.p90,
+            target,
+            if met { "yes" } else { "MISS" },
+            peers.join("; ")
+        );
+    }
+    println!();
+    idle(&hotrun, &fixture);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Rename,
+    HardLink,
+    Ld,
+    Sighup,
+}
+
+impl Case {
+    fn name(self) -> &'static str {
+        match self {
+            Case::Rename => "rename -> exec",
+            Case::HardLink => "hard link -> exec",
+            Case::Ld => "ld write: chmod -> exec",
+            Case::Sighup => "SIGHUP -> exec",
+        }
+    }
+
+    fn target(self, r: &Result) -> (String, bool) {
+        match self {
+            Case::Rename | Case::HardLink => (
+                format!("<= {TARGET_REPLACE_MS} ms"),
+                r.median <= TARGET_REPLACE_MS,
+            ),
+            Case::Sighup => (
+                format!("<= {TARGET_SIGHUP_MS} ms"),
+                r.median <= TARGET_SIGHUP_MS,
+            ),
+            Case::Ld => (
+                format!("<= {TARGET_LD_MS} ms"),
+                r.max <= TARGET_LD_MS && r.early == 0,
+            ),
+        }
+    }
+}
+
+enum Tool {
+    Hotrun(PathBuf),
+    Entr,
+    Watchexec,
+}
+
+impl Tool {
+    fn name(&self) -> &'static str {
+        match self {
+            Tool::Hotrun(_) => "hotrun",
+            Tool::Entr => "entr",
+            Tool::Watchexec => "watchexec",
+        }
+    }
+
+    /// Starts the tool on `app` (in `dir`), logging to `log`.
+    fn start(&self, dir: &Path, app: &Path, log: &Path) -> Child {
+        let fixture_args: Vec<OsString> = vec![app.into(), "--log".into(), log.into()];
+        let mut cmd = match self {
+            Tool::Hotrun(exe) => {
+                let mut c = Command::new(exe);
+                c.arg("--quiet").arg("--").args(&fixture_args);
+                c
+            }
+            Tool::Entr => {
+                // entr reads the files to watch from stdin; -r restarts, -n: no tty.
+                let mut c = Command::new("entr");
+                c.arg("-rn").args(&fixture_args);
+                c
+            }
+            Tool::Watchexec => {
+                let mut c = Command::new("watchexec");
+                c.args(["-r", "-n", "-q", "-w"])
+                    .arg(dir)
+                    .args(["-f", "**/app", "--"])
+                    .args(&fixture_args);
+                c
+            }
+        };
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        if let Tool::Entr = self {
+            cmd.stdin(Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            writeln!(stdin, "{}", app.display()).unwrap();
+            drop(stdin);
+            return child;
+        }
+        cmd.stdin(Stdio::null());
+        cmd.spawn().unwrap()
+    }
+}
+
+struct Result {
+    median: f64,
+    p90: f64,
+    max: f64,
+    /// Generations that started before the binary was complete.
+    early: usize,
+    /// Replacements that gave no new generation within 5 s.
+    missed: usize,
+}
+
+impl Result {
+    fn early_note(&self) -> String {
+        let mut note = String::new();
+        if self.early > 0 {
+            note.push_str(&format!(" [{} early starts]", self.early));
+        }
+        if self.missed > 0 {
+            note.push_str(&format!(" [{} missed]", self.missed));
+        }
+        note
+    }
+}
+
+fn measure(tool: &Tool, case: Case, fixture: &Path, runs: usize) -> Result {
+    let dir = tempfile::Builder::new().prefix("hotrun-bench-").tempdir().unwrap();
+    let app = dir.path().join("app");
+    let log = dir.path().join("log");
+    copy_rename(fixture, &app);
+    let mut child = tool.start(dir.path(), &app, &log);
+    let mut starts = wait_starts(&log, 1);
+    let mut samples = Vec::new();
+    let mut early = 0;
+    let mut missed = 0;
+    for i in 0..runs + 1 {
+        // Let the previous generation finish stopping before the next replacement.
+        thread::sleep(Duration::from_millis(100));
+        let t0 = match case {
+            Case::Rename => {
+                let tmp = dir.path().join(".app.tmp");
+                fs::copy(fixture, &tmp).unwrap();
+                let t = mono_ns();
+                fs::rename(&tmp, &app).unwrap();
+                t
+            }
+            Case::HardLink => {
+                let deps = dir.path().join("deps");
+                fs::create_dir_all(&deps).unwrap();
+                let artifact = deps.join(format!("app-{i}"));
+                copy_rename(fixture, &artifact);
+                let t = mono_ns();
+                fs::remove_file(&app).unwrap();
+                fs::hard_link(&artifact, &app).unwrap();
+                t
+            }
+            Case::Ld => {
+                let data = fs::read(fixture).unwrap();
+                let _ = fs::remove_file(&app);
+                let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&app).unwrap();
+                fs::set_permissions(&app, fs::Permissions::from_mode(0o644)).unwrap();
+                for chunk in data.chunks(64 * 1024) {
+                    f.write_all(chunk).unwrap();
+                    // A linker takes its time between writes.
+                    thread::sleep(Duration::from_millis(1));
+                }
+                drop(f);
+                let t = mono_ns();
+                fs::set_permissions(&app, fs::Permissions::from_mode(0o755)).unwrap();
+                t
+            }
+            Case::Sighup => {
+                let t = mono_ns();
+                kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP).unwrap();
+                t
+            }
+        };
+        let Some(now) = try_wait_starts(&log, starts.len() + 1, Duration::from_secs(5)) else {
+            missed += 1;
+            continue;
+        };
+        let new = &now[starts.len()..];
+        early += new.iter().filter(|&&m| m < t0).count();
+        let last = *new.last().unwrap();
+        // The first round warms the page cache; it is not counted.
+        if i > 0 {
+            samples.push((last.saturating_sub(t0)) as f64 / 1e6);
+        }
+        starts = now;
+    }
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.wait();
+    samples.sort_by(f64::total_cmp);
+    Result {
+        median: percentile(&samples, 0.5),
+        p90: percentile(&samples, 0.9),
+        max: samples.last().copied().unwrap_or(0.0),
+        early,
+        missed,
+    }
+}
+
+fn idle(hotrun: &Path, fixture: &Path) {
+    let dir = tempfile::Builder::new().prefix("hotrun-bench-").tempdir().unwrap();
+    let app = dir.path().join("app");
+    let log = dir.path().join("log");
+    copy_rename(fixture, &app);
+    let mut child = Tool::Hotrun(hotrun.to_path_buf()).start(dir.path(), &app, &log);
+    wait_starts(&log, 1);
+    thread::sleep(Duration::from_secs(1));
+    let pid = child.id();
+    let before = cpu_ticks(pid);
+    thread::sleep(Duration::from_secs(10));
+    let ticks = cpu_ticks(pid) - before;
+    let rss = rss_kib(pid);
+    println!(
+        "idle hotrun over 10 s: {ticks} CPU ticks (target 0); RSS {:.2} MiB (target <= 4 MiB){}",
+        rss as f64 / 1024.0,
+        if ticks == 0 && rss <= 4096 { "" } else { "  MISS" }
+    );
+    if let Some(guardian) = guardian_of(pid) {
+        println!(
+            "  its guardian process (pid {guardian}): RSS {:.2} MiB",
+            rss_kib(guardian) as f64 / 1024.0
+        );
+    }
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+    let _ = child.wait();
+}
+
+/// Waits until the log holds `n` start lines; returns their CLOCK_MONOTONIC stamps.
+fn wait_starts(log: &Path, n: usize) -> Vec<u128> {
+    try_wait_starts(log, n, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no new generation in 30 s ({log:?})"))
+}
+
+fn try_wait_starts(log: &Path, n: usize, limit: Duration) -> Option<Vec<u128>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let stamps: Vec<u128> = fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("start "))
+            .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("mono=")))
+            .filter_map(|m| m.parse().ok())
+            .collect();
+        if stamps.len() >= n {
+            return Some(stamps);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn copy_rename(src: &Path, dest: &Path) {
+    let tmp = dest.with_extension("copy-tmp");
+    fs::copy(src, &tmp).unwrap();
+    fs::rename(&tmp, dest).unwrap();
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx]
+}
+
+fn mono_ns() -> u128 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    ts.tv_sec() as u128 * 1_000_000_000 + ts.tv_nsec() as u128
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the comm.
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    get(11) + get(12)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn guardian_of(pid: u32) -> Option<u32> {
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let rest = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
+        let ppid = rest.split_whitespace().nth(1).and_then(|v| v.parse::<u32>().ok());
+        let cmdline = fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        if ppid == Some(pid) && cmdline.windows(17).any(|w| w == b"__hotrun_guardian") {
+            return Some(p);
+        }
+    }
+    None
+}
+
+fn which(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn cores() -> usize {
+    thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn kernel() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| format!("Linux {}", s.trim()))
+        .unwrap_or_else(|_| std::env::consts::OS.to_string())
+}
