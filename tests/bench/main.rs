@@ -75,8 +75,8 @@ fn main() {
     }
 
     println!(
-        "{:<26} {:>10} {:>10} {:>9} {:>7}  {}",
-        "case", "median", "p90", "target", "met", "peers (median, ratio peer/hotrun)"
+        "{:<26} {:>10} {:>10} {:>9} {:>7}  peers (median, ratio peer/hotrun)",
+        "case", "median", "p90", "target", "met"
     );
     for (case, cells) in &rows {
         let Some(Some(ours)) = cells.first() else {
@@ -223,7 +223,10 @@ impl Result {
 }
 
 fn measure(tool: &Tool, case: Case, fixture: &Path, runs: usize) -> Result {
-    let dir = tempfile::Builder::new().prefix("hotrun-bench-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("hotrun-bench-")
+        .tempdir()
+        .unwrap();
     let app = dir.path().join("app");
     let log = dir.path().join("log");
     copy_rename(fixture, &app);
@@ -256,7 +259,12 @@ fn measure(tool: &Tool, case: Case, fixture: &Path, runs: usize) -> Result {
             Case::Ld => {
                 let data = fs::read(fixture).unwrap();
                 let _ = fs::remove_file(&app);
-                let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&app).unwrap();
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&app)
+                    .unwrap();
                 fs::set_permissions(&app, fs::Permissions::from_mode(0o644)).unwrap();
                 for chunk in data.chunks(64 * 1024) {
                     f.write_all(chunk).unwrap();
@@ -307,7 +315,10 @@ fn measure(tool: &Tool, case: Case, fixture: &Path, runs: usize) -> Result {
 }
 
 fn idle(hotrun: &Path, fixture: &Path) {
-    let dir = tempfile::Builder::new().prefix("hotrun-bench-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("hotrun-bench-")
+        .tempdir()
+        .unwrap();
     let app = dir.path().join("app");
     let log = dir.path().join("log");
     copy_rename(fixture, &app);
@@ -322,7 +333,11 @@ fn idle(hotrun: &Path, fixture: &Path) {
     println!(
         "idle hotrun over 10 s: {ticks} CPU ticks (target 0); RSS {:.2} MiB (target <= 4 MiB){}",
         rss as f64 / 1024.0,
-        if ticks == 0 && rss <= 4096 { "" } else { "  MISS" }
+        if ticks == 0 && rss <= 4096 {
+            ""
+        } else {
+            "  MISS"
+        }
     );
     if let Some(guardian) = guardian_of(pid) {
         println!(
@@ -405,7 +420,10 @@ fn guardian_of(pid: u32) -> Option<u32> {
         };
         let stat = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
         let rest = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
-        let ppid = rest.split_whitespace().nth(1).and_then(|v| v.parse::<u32>().ok());
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u32>().ok());
         let cmdline = fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
         if ppid == Some(pid) && cmdline.windows(17).any(|w| w == b"__hotrun_guardian") {
             return Some(p);
@@ -424,7 +442,9 @@ fn which(tool: &str) -> bool {
 }
 
 fn cores() -> usize {
-    thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn kernel() -> String {
