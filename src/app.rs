@@ -8,18 +8,20 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crossbeam_channel::unbounded;
+use crossbeam_channel::{Sender, unbounded};
 use nix::fcntl::{OFlag, open};
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 
 use crate::cli::Config;
-use crate::event::{Action, Event, Generation, Outcome, ShutdownSignal, Trigger};
+use crate::event::{Action, Event, Generation, Outcome, ShutdownSignal, SpawnFailure, Trigger};
 use crate::exit::{self, Failure};
 use crate::guardian::Guardian;
-use crate::process::{self, Leader, Spawner, file_sig};
+use crate::process::{self, Handoff, Leader, Spawner, file_sig};
+use crate::readiness::{NotifyDir, NotifySocket};
 use crate::report::Reporter;
-use crate::supervisor::Supervisor;
+use crate::sockets::{self, Listeners};
+use crate::supervisor::{Readiness, Supervisor};
 use crate::{signals, watcher};
 
 /// What the event sources send to the loop.
@@ -32,11 +34,35 @@ pub(crate) enum Input {
     Binary,
     /// A `--watch` path changed.
     Path(PathBuf),
+    /// A generation's notify socket got a message.
+    Notify {
+        generation: Generation,
+        ready: bool,
+        status: Option<String>,
+    },
 }
 
 /// Runs hotrun until the supervisor says it is done.
 pub(crate) fn run(config: Config) -> Result<Outcome, Failure> {
     let reporter = Reporter::new(config.quiet, config.color);
+    // First, while nothing else is open: the sockets must take fds 3, 4, ….
+    let listeners = sockets::open(&config.listen, config.backlog)?;
+    for (i, addr) in listeners.bound.iter().enumerate() {
+        reporter.info(&format!(
+            "listening on {addr} (fd {}, name {}); every generation gets it",
+            sockets::FIRST_FD + i as i32,
+            listeners.names()[i]
+        ));
+    }
+    let notify_dir = match config.settings.ready {
+        Readiness::Notify => Some(NotifyDir::create().map_err(|e| {
+            Failure::new(
+                exit::FAILURE,
+                format!("cannot create the notify socket directory: {e}"),
+            )
+        })?),
+        _ => None,
+    };
     let (tx, rx) = unbounded();
     signals::start(tx.clone()).map_err(|e| {
         Failure::new(
@@ -58,6 +84,10 @@ pub(crate) fn run(config: Config) -> Result<Outcome, Failure> {
         guardian,
         reporter,
         terminal: open_terminal(),
+        listeners,
+        notify_dir,
+        notify: BTreeMap::new(),
+        tx: tx.clone(),
     };
     let mut supervisor = Supervisor::new(config.settings);
     let mut queue = VecDeque::new();
@@ -98,6 +128,11 @@ struct World {
     reporter: Reporter,
     /// hotrun's controlling terminal, if it had one at start.
     terminal: Option<OwnedFd>,
+    listeners: Listeners,
+    notify_dir: Option<NotifyDir>,
+    /// Each live generation's notify socket (`--ready notify`).
+    notify: BTreeMap<Generation, NotifySocket>,
+    tx: Sender<Input>,
 }
 
 impl World {
@@ -106,6 +141,15 @@ impl World {
         match input {
             Input::Binary => queue.push_back(Event::BinaryChanged(file_sig(&self.spawner.program))),
             Input::Path(path) => queue.push_back(Event::PathChanged(path)),
+            Input::Notify {
+                generation,
+                ready,
+                status,
+            } => queue.push_back(Event::Notify {
+                generation,
+                ready,
+                status,
+            }),
             Input::Signal(sig) => match Signal::try_from(sig) {
                 Ok(Signal::SIGCHLD) => self.collect_exits(queue),
                 Ok(Signal::SIGINT) => queue.push_back(Event::Shutdown(ShutdownSignal::Interrupt)),
@@ -153,7 +197,32 @@ impl World {
         match action {
             Action::Spawn { generation, .. } => {
                 let binary = file_sig(&self.spawner.program);
-                match self.spawner.spawn(generation) {
+                let mut handoff = Handoff {
+                    sockets: self.listeners.len(),
+                    env: self.listeners.env(),
+                    listen_pid: !self.listeners.is_empty(),
+                };
+                if let Some(dir) = &self.notify_dir {
+                    match dir.socket_for(generation, self.tx.clone()) {
+                        Ok(socket) => {
+                            handoff
+                                .env
+                                .push(("NOTIFY_SOCKET", socket.path().as_os_str().to_owned()));
+                            self.notify.insert(generation, socket);
+                        }
+                        Err(err) => {
+                            queue.push_back(Event::SpawnFailed(SpawnFailure {
+                                message: format!(
+                                    "cannot create the notify socket for {generation}: {err}"
+                                ),
+                                transient: false,
+                                exit_code: exit::FAILURE,
+                            }));
+                            return None;
+                        }
+                    }
+                }
+                match self.spawner.spawn(generation, &handoff) {
                     Ok(leader) => {
                         self.guardian.register(leader.pgid);
                         let pid = leader.pid.as_raw().unsigned_abs();
@@ -166,7 +235,10 @@ impl World {
                         // The child may have died before its exit could be looked for.
                         self.collect_exits(queue);
                     }
-                    Err(failure) => queue.push_back(Event::SpawnFailed(failure)),
+                    Err(failure) => {
+                        self.notify.remove(&generation);
+                        queue.push_back(Event::SpawnFailed(failure));
+                    }
                 }
             }
             Action::Signal { generation, signal } => {
@@ -195,6 +267,7 @@ impl World {
                     self.guardian.unregister(leader.pgid);
                     process::reap(leader.pid);
                 }
+                self.notify.remove(&generation);
             }
             Action::Report(status) => self.reporter.status(&status),
             Action::Exit(outcome) => return Some(outcome),

@@ -16,7 +16,8 @@ use nix::sys::signal::Signal;
 
 use crate::exit::{self, Failure};
 use crate::process::Spawner;
-use crate::supervisor::{OnExit, Settings};
+use crate::sockets::{self, ListenSpec};
+use crate::supervisor::{OnExit, Readiness, Settings};
 
 const EXIT_CODES: &str = "\
 Exit status:
@@ -63,6 +64,27 @@ struct Args {
     #[arg(long, value_enum, value_name = "WHAT", default_value_t = OnExitArg::Wait)]
     on_exit: OnExitArg,
 
+    /// Listen here and hand the socket to every generation (systemd's LISTEN_FDS
+    /// protocol): PORT (on 127.0.0.1), HOST:PORT, [V6]:PORT, unix:PATH; NAME=… names it.
+    /// Port 0 picks a free port (reported). Repeatable.
+    #[arg(short, long = "listen", value_name = "SPEC", value_parser = sockets::parse_spec)]
+    listen: Vec<ListenSpec>,
+
+    /// Listen backlog of the --listen sockets (connections wait there during restarts).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(i32).range(1..=65535))]
+    backlog: i32,
+
+    /// When a new generation is ready, so the old one may be stopped: `notify` (it sends
+    /// READY=1 to $NOTIFY_SOCKET, sd_notify), `delay:DURATION` (it stayed up that long).
+    /// Without it, a generation is ready once its exec succeeded. A generation that exits
+    /// or is not ready in time is stopped and the old one keeps serving.
+    #[arg(short, long, value_name = "HOW", value_parser = parse_ready)]
+    ready: Option<Readiness>,
+
+    /// How long a new generation may take to become ready.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
+    ready_timeout: Duration,
+
     /// Let the command read hotrun's stdin (the default is /dev/null: a child in its own
     /// process group that reads the terminal would be stopped).
     #[arg(long)]
@@ -105,6 +127,8 @@ pub(crate) struct Config {
     /// Absolute `--watch` paths.
     pub(crate) watch: Vec<PathBuf>,
     pub(crate) settings: Settings,
+    pub(crate) listen: Vec<ListenSpec>,
+    pub(crate) backlog: i32,
     pub(crate) quiet: bool,
     pub(crate) color: ColorChoice,
 }
@@ -165,6 +189,7 @@ impl Args {
                 argv0,
                 args: command.collect(),
                 inherit_stdin: self.stdin,
+                self_exe: self_exe(),
             },
             watch_binary,
             watch,
@@ -177,7 +202,11 @@ impl Args {
                     OnExitArg::Restart => OnExit::Restart,
                     OnExitArg::Exit => OnExit::Exit,
                 },
+                ready: self.ready.unwrap_or(Readiness::Exec),
+                ready_timeout: self.ready_timeout,
             },
+            listen: self.listen,
+            backlog: self.backlog,
             quiet: self.quiet,
             color: self.color,
         })
@@ -246,6 +275,16 @@ fn check_executable(path: &Path, name: &OsStr) -> Result<PathBuf, Failure> {
     Ok(path.to_path_buf())
 }
 
+/// hotrun's own executable (for the exec trampoline); on Linux the /proc link keeps
+/// working even if the file is replaced while hotrun runs.
+fn self_exe() -> PathBuf {
+    if cfg!(target_os = "linux") {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        env::current_exe().unwrap_or_else(|_| PathBuf::from("hotrun"))
+    }
+}
+
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
@@ -279,6 +318,21 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("too long (at most 24h)".into());
     }
     Ok(d)
+}
+
+/// `notify`, `delay:DURATION` or `exec`.
+fn parse_ready(text: &str) -> Result<Readiness, String> {
+    match text.split_once(':') {
+        None if text == "notify" => Ok(Readiness::Notify),
+        None if text == "exec" => Ok(Readiness::Exec),
+        Some(("delay", d)) => parse_duration(d).map(Readiness::Delay),
+        Some(("http" | "https" | "tcp", _)) => Err(
+            "probes are not supported: through a socket hotrun holds, the old generation may \
+             answer (use notify or delay:DURATION)"
+                .into(),
+        ),
+        _ => Err("expected notify or delay:DURATION".into()),
+    }
 }
 
 /// `TERM`, `SIGTERM`, `term` or `15`.
@@ -327,6 +381,17 @@ mod tests {
                 .expect_err("must fail")
                 .contains("at most")
         );
+    }
+
+    #[test]
+    fn readiness() {
+        assert_eq!(parse_ready("notify"), Ok(Readiness::Notify));
+        assert_eq!(
+            parse_ready("delay:200ms"),
+            Ok(Readiness::Delay(Duration::from_millis(200)))
+        );
+        assert!(parse_ready("http://127.0.0.1:8080/health").is_err());
+        assert!(parse_ready("soon").is_err());
     }
 
     #[test]

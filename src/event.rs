@@ -165,6 +165,12 @@ pub(crate) enum Event {
     },
     /// The answer to a `CheckGroup` action.
     GroupChecked { generation: Generation, empty: bool },
+    /// A generation's `NOTIFY_SOCKET` got a message.
+    Notify {
+        generation: Generation,
+        ready: bool,
+        status: Option<String>,
+    },
     /// A deadline that the supervisor gave in `next_deadline` has passed.
     Tick,
 }
@@ -260,6 +266,30 @@ pub(crate) enum Status {
     SpawnFailed {
         message: String,
         still_serving: Option<Generation>,
+    },
+    /// The new generation is ready (`how`: "READY=1", "delay").
+    Ready {
+        generation: Generation,
+        after: Duration,
+        how: &'static str,
+    },
+    /// The new generation was not ready in time.
+    NotReady {
+        generation: Generation,
+        after: Duration,
+        still_serving: Option<Generation>,
+    },
+    /// The new generation ended before it was ready; the old one keeps serving.
+    RolledBack {
+        generation: Generation,
+        end: ChildEnd,
+        alive: Duration,
+        still_serving: Generation,
+    },
+    /// `STATUS=` from a generation's notify socket.
+    ChildSays {
+        generation: Generation,
+        text: String,
     },
     /// A restart trigger came in while a restart was going on.
     Queued {

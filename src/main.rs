@@ -8,8 +8,10 @@ mod event;
 mod exit;
 mod guardian;
 mod process;
+mod readiness;
 mod report;
 mod signals;
+mod sockets;
 mod supervisor;
 mod watcher;
 
@@ -17,8 +19,13 @@ use std::ffi::OsStr;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    if std::env::args_os().nth(1).as_deref() == Some(OsStr::new(guardian::ARG)) {
+    let mode = std::env::args_os().nth(1);
+    if mode.as_deref() == Some(OsStr::new(guardian::ARG)) {
         return guardian::run();
+    }
+    if mode.as_deref() == Some(OsStr::new(process::TRAMPOLINE_ARG)) {
+        let args: Vec<_> = std::env::args_os().skip(2).collect();
+        return process::trampoline(&args);
     }
     let config = match cli::parse() {
         Ok(config) => config,

@@ -9,7 +9,8 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,21 @@ pub(crate) struct Leader {
     pub(crate) exited: bool,
 }
 
+/// The hidden first argument of the exec trampoline: `hotrun __hotrun_exec STATUS_FD
+/// PROGRAM ARGV0 ARGS...`.
+pub(crate) const TRAMPOLINE_ARG: &str = "__hotrun_exec";
+
+/// What a generation gets besides the command line.
+#[derive(Debug, Default)]
+pub(crate) struct Handoff {
+    /// How many listening sockets sit at fds 3.. (they stay open in the child).
+    pub(crate) sockets: usize,
+    /// Environment to set (LISTEN_FDS, LISTEN_FDNAMES, NOTIFY_SOCKET).
+    pub(crate) env: Vec<(&'static str, std::ffi::OsString)>,
+    /// Set `LISTEN_PID` to the child's own pid (through the trampoline).
+    pub(crate) listen_pid: bool,
+}
+
 /// Everything needed to start one more generation of the command.
 #[derive(Debug)]
 pub(crate) struct Spawner {
@@ -57,6 +73,8 @@ pub(crate) struct Spawner {
     pub(crate) argv0: OsString,
     pub(crate) args: Vec<OsString>,
     pub(crate) inherit_stdin: bool,
+    /// hotrun itself, for the exec trampoline.
+    pub(crate) self_exe: PathBuf,
 }
 
 /// Variables a parent supervisor may have set for hotrun itself; they are never meant for
@@ -71,43 +89,129 @@ const NOT_INHERITED: [&str; 4] = [
 impl Spawner {
     /// Starts a generation. Returns once its exec has succeeded (std reports exec errors
     /// through a close-on-exec pipe).
-    pub(crate) fn spawn(&self, generation: Generation) -> Result<Leader, SpawnFailure> {
-        let mut cmd = Command::new(&self.program);
-        cmd.arg0(&self.argv0)
-            .args(&self.args)
-            .process_group(0)
+    ///
+    /// With `handoff.listen_pid`, the child is first hotrun itself in trampoline mode: a
+    /// fresh single-threaded process that sets `LISTEN_PID` to its own pid and execs the
+    /// command, keeping pid and descriptors (std builds the child's environment before
+    /// fork, so no other way can know the pid in time). The trampoline reports a failed
+    /// exec through a close-on-exec pipe, so this still returns only once the command
+    /// itself was exec'd.
+    pub(crate) fn spawn(
+        &self,
+        generation: Generation,
+        handoff: &Handoff,
+    ) -> Result<Leader, SpawnFailure> {
+        let status_pipe = if handoff.listen_pid {
+            Some(io::pipe().map_err(|e| SpawnFailure {
+                message: format!("cannot create a pipe: {e}"),
+                transient: false,
+                exit_code: 126,
+            })?)
+        } else {
+            None
+        };
+        let status_fd = status_pipe.as_ref().map(|(_, w)| w.as_raw_fd());
+        let mut cmd = match status_fd {
+            Some(fd) => {
+                let mut cmd = Command::new(&self.self_exe);
+                cmd.arg(TRAMPOLINE_ARG)
+                    .arg(fd.to_string())
+                    .arg(&self.program)
+                    .arg(&self.argv0)
+                    .args(&self.args);
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new(&self.program);
+                cmd.arg0(&self.argv0).args(&self.args);
+                cmd
+            }
+        };
+        cmd.process_group(0)
             .env("HOTRUN_GEN", generation.0.to_string());
         for var in NOT_INHERITED {
             cmd.env_remove(var);
+        }
+        for (key, value) in &handoff.env {
+            cmd.env(key, value);
         }
         if !self.inherit_stdin {
             cmd.stdin(Stdio::null());
         }
         let parent = nix::unistd::getpid().as_raw();
+        let keep = libc::c_int::try_from(handoff.sockets).unwrap_or(0);
+        let keep_also = status_fd.unwrap_or(-1);
         // SAFETY: `child_setup` runs between fork and exec and only makes async-signal-safe
-        // system calls (sigprocmask, signal, prctl, getppid); it allocates nothing.
+        // system calls (sigprocmask, signal, prctl, getppid, close_range, fcntl); it
+        // allocates nothing.
         unsafe {
-            cmd.pre_exec(move || child_setup(parent));
+            cmd.pre_exec(move || child_setup(parent, keep, keep_also));
         }
-        match cmd.spawn() {
-            Ok(child) => {
-                let pid = Pid::from_raw(child.id() as i32);
-                // Dropping a std Child neither waits nor kills: hotrun reaps it itself.
-                drop(child);
-                Ok(Leader {
-                    pid,
-                    pgid: Pgid(pid),
-                    exited: false,
-                })
+        let child = cmd
+            .spawn()
+            .map_err(|err| spawn_failure(&self.program, &err))?;
+        let pid = Pid::from_raw(child.id() as i32);
+        // Dropping a std Child neither waits nor kills: hotrun reaps it itself.
+        drop(child);
+        if let Some((mut reader, writer)) = status_pipe {
+            drop(writer);
+            let mut report = Vec::new();
+            let _ = reader.read_to_end(&mut report);
+            if let Ok(bytes) = <[u8; 4]>::try_from(report.as_slice()) {
+                // The trampoline could not exec the command and exits at once.
+                let _ = waitpid(pid, None);
+                let err = io::Error::from_raw_os_error(i32::from_ne_bytes(bytes));
+                return Err(spawn_failure(&self.program, &err));
             }
-            Err(err) => Err(spawn_failure(&self.program, &err)),
         }
+        Ok(Leader {
+            pid,
+            pgid: Pgid(pid),
+            exited: false,
+        })
     }
+}
+
+/// The trampoline's `main`: `args` are what follows `TRAMPOLINE_ARG`.
+pub(crate) fn trampoline(args: &[OsString]) -> std::process::ExitCode {
+    let status_fd = args
+        .first()
+        .and_then(|a| a.to_str())
+        .and_then(|a| a.parse::<RawFd>().ok());
+    let (Some(status_fd), Some(program), Some(argv0)) = (status_fd, args.get(1), args.get(2))
+    else {
+        let _ = writeln!(
+            io::stderr(),
+            "hotrun: {TRAMPOLINE_ARG} is internal to hotrun"
+        );
+        return std::process::ExitCode::from(2);
+    };
+    // SAFETY: this process was exec'd a moment ago and has started no thread, so nothing
+    // can read the environment concurrently.
+    unsafe {
+        std::env::set_var("LISTEN_PID", std::process::id().to_string());
+    }
+    // SAFETY: fcntl on the status pipe this process was handed; the command must not
+    // inherit it.
+    unsafe {
+        libc::fcntl(status_fd, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    let err = Command::new(program).arg0(argv0).args(&args[3..]).exec();
+    let errno = err.raw_os_error().unwrap_or(libc::ENOEXEC);
+    // SAFETY: writes 4 bytes from a live local buffer to the status pipe.
+    unsafe {
+        libc::write(status_fd, errno.to_ne_bytes().as_ptr().cast(), 4);
+    }
+    std::process::ExitCode::from(if errno == libc::ENOENT { 127 } else { 126 })
 }
 
 /// Runs in the forked child before exec: undo whatever signal state hotrun inherited or
 /// set, and tie the child's life to hotrun's.
-fn child_setup(parent: libc::pid_t) -> io::Result<()> {
+///
+/// `keep` sockets at fds 3.. and `keep_also` (if >= 0) are handed over: close-on-exec is
+/// cleared on them and set on every other descriptor above 2 (Linux), so the child gets
+/// 0-2, its sockets, and nothing else of hotrun's.
+fn child_setup(parent: libc::pid_t, keep: libc::c_int, keep_also: libc::c_int) -> io::Result<()> {
     // SAFETY: plain system calls on a zeroed sigset owned by this frame; all are
     // async-signal-safe.
     unsafe {
@@ -144,8 +248,27 @@ fn child_setup(parent: libc::pid_t) -> io::Result<()> {
             }
         }
     }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: close_range only flags descriptors; it is async-signal-safe. Kernels
+        // before 5.11 answer ENOSYS, which leaves std's close-on-exec defaults in place.
+        unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                3 + keep.max(0) as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+        }
+    }
     #[cfg(not(target_os = "linux"))]
     let _ = parent;
+    for fd in (3..3 + keep).chain((keep_also >= 0).then_some(keep_also)) {
+        // SAFETY: fcntl(F_SETFD) is async-signal-safe; a bad fd only returns EBADF.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
     Ok(())
 }
 

@@ -45,6 +45,10 @@ impl Reporter {
         self.line(Level::Warn, text);
     }
 
+    pub(crate) fn info(&self, text: &str) {
+        self.line(Level::Info, text);
+    }
+
     fn line(&self, level: Level, text: &str) {
         if self.quiet && !matches!(level, Level::Error) {
             return;
@@ -137,6 +141,49 @@ fn describe(status: &Status) -> (Level, String) {
             };
             (Level::Error, format!("{message}{tail}"))
         }
+        Status::Ready {
+            generation,
+            after,
+            how,
+        } => (
+            Level::Good,
+            format!("{generation} ready after {} ({how})", ms(*after)),
+        ),
+        Status::NotReady {
+            generation,
+            after,
+            still_serving: Some(old),
+        } => (
+            Level::Error,
+            format!(
+                "{generation} not ready after {}; stopping it, {old} keeps serving",
+                ms(*after)
+            ),
+        ),
+        Status::NotReady {
+            generation,
+            after,
+            still_serving: None,
+        } => (
+            Level::Warn,
+            format!(
+                "{generation} not ready after {}; keeping it, nothing else can serve",
+                ms(*after)
+            ),
+        ),
+        Status::RolledBack {
+            generation,
+            end,
+            alive,
+            still_serving,
+        } => (
+            Level::Error,
+            format!(
+                "{generation} {end} after {} before ready; {still_serving} still serving",
+                ms(*alive)
+            ),
+        ),
+        Status::ChildSays { generation, text } => (Level::Info, format!("{generation}: {text}")),
         Status::Queued { trigger } => (
             Level::Info,
             format!(

@@ -54,6 +54,17 @@ pub(crate) enum OnExit {
     Exit,
 }
 
+/// When a new generation counts as ready, so that the old one may be stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// As soon as its exec succeeded.
+    Exec,
+    /// When it sends `READY=1` to its `NOTIFY_SOCKET`.
+    Notify,
+    /// When it has stayed up this long.
+    Delay(Duration),
+}
+
 /// The supervisor's knobs, resolved from the command line.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -61,6 +72,9 @@ pub(crate) struct Settings {
     pub(crate) grace: Duration,
     pub(crate) debounce: Duration,
     pub(crate) on_exit: OnExit,
+    pub(crate) ready: Readiness,
+    /// A new generation not ready by then is stopped and the old one keeps serving.
+    pub(crate) ready_timeout: Duration,
 }
 
 /// How long spawn attempts that fail with a transient error are retried, counted from the
@@ -132,6 +146,8 @@ enum Mode {
     Serving,
     /// A new generation is being started.
     Spawning(Spawning),
+    /// A new generation runs but is not ready yet; the current one keeps serving.
+    Starting(Starting),
     /// Every generation was told to stop; hotrun exits once all groups are gone.
     ShuttingDown(ShuttingDown),
     /// `Exit` was returned.
@@ -148,6 +164,17 @@ struct Spawning {
     retry_delay: Duration,
     /// Transient failures are final after this.
     give_up_at: Instant,
+}
+
+#[derive(Debug)]
+struct Starting {
+    candidate: Generation,
+    /// When it was spawned.
+    since: Instant,
+    /// `Readiness::Delay`: when it counts as ready.
+    ready_at: Option<Instant>,
+    /// When it is given up on.
+    timeout_at: Instant,
 }
 
 #[derive(Debug)]
@@ -212,6 +239,7 @@ impl Supervisor {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let spawn = match &self.mode {
             Mode::Spawning(s) => s.retry_at,
+            Mode::Starting(s) => earliest([s.ready_at, Some(s.timeout_at)]),
             _ => None,
         };
         let debounce = self.debounce.as_ref().map(|(at, _)| *at);
@@ -253,6 +281,11 @@ impl Supervisor {
             Event::GroupChecked { generation, empty } => {
                 self.on_group_checked(generation, empty, now, &mut out)
             }
+            Event::Notify {
+                generation,
+                ready,
+                status,
+            } => self.on_notify(generation, ready, status, now, &mut out),
             Event::Tick => self.on_tick(now, &mut out),
         }
         out
@@ -297,7 +330,7 @@ impl Supervisor {
     fn request_restart(&mut self, trigger: Trigger, now: Instant, out: &mut Vec<Action>) {
         match self.mode {
             Mode::ShuttingDown(_) | Mode::Done => {}
-            Mode::Spawning(_) => self.queue(trigger, out),
+            Mode::Spawning(_) | Mode::Starting(_) => self.queue(trigger, out),
             Mode::Serving => {
                 if self.restart_under_way() {
                     self.queue(trigger, out);
@@ -355,7 +388,6 @@ impl Supervisor {
         };
         self.next_generation = generation.0 + 1;
         self.binary = binary.or(self.binary);
-        self.current = Some(generation);
         out.push(Action::Report(Status::Started {
             generation,
             pid,
@@ -369,6 +401,27 @@ impl Supervisor {
             stop: None,
             exit: None,
         });
+        match self.settings.ready {
+            Readiness::Exec => self.take_over(generation, now, out),
+            Readiness::Notify | Readiness::Delay(_) => {
+                let ready_at = match self.settings.ready {
+                    Readiness::Delay(d) => Some(now + d),
+                    _ => None,
+                };
+                self.mode = Mode::Starting(Starting {
+                    candidate: generation,
+                    since: now,
+                    ready_at,
+                    timeout_at: now + self.settings.ready_timeout,
+                });
+            }
+        }
+    }
+
+    /// `generation` becomes the current one; every older generation is stopped.
+    fn take_over(&mut self, generation: Generation, now: Instant, out: &mut Vec<Action>) {
+        self.mode = Mode::Serving;
+        self.current = Some(generation);
         let older: Vec<Generation> = self
             .children
             .iter()
@@ -378,6 +431,53 @@ impl Supervisor {
         for old in older {
             self.stop(old, self.settings.stop_signal, now, out);
         }
+        self.follow_up(now, out);
+    }
+
+    /// Starts the queued restart once the one under way is over.
+    fn follow_up(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if !self.restart_under_way() && matches!(self.mode, Mode::Serving) {
+            if let Some(trigger) = self.pending.take() {
+                self.begin_spawn(trigger, now, out);
+            }
+        }
+    }
+
+    fn on_notify(
+        &mut self,
+        generation: Generation,
+        ready: bool,
+        status: Option<String>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(text) = status {
+            out.push(Action::Report(Status::ChildSays { generation, text }));
+        }
+        if ready {
+            self.become_ready(generation, "READY=1", now, out);
+        }
+    }
+
+    fn become_ready(
+        &mut self,
+        generation: Generation,
+        how: &'static str,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Mode::Starting(starting) = &self.mode else {
+            return;
+        };
+        if starting.candidate != generation {
+            return;
+        }
+        out.push(Action::Report(Status::Ready {
+            generation,
+            after: now.saturating_duration_since(starting.since),
+            how,
+        }));
+        self.take_over(generation, now, out);
     }
 
     fn on_spawn_failed(&mut self, failure: SpawnFailure, now: Instant, out: &mut Vec<Action>) {
@@ -533,11 +633,31 @@ impl Supervisor {
             return;
         }
 
-        if let (true, Some(stop)) = (asked, &child.stop) {
+        let was_candidate = matches!(&self.mode, Mode::Starting(s) if s.candidate == generation);
+        if was_candidate {
+            // It ended before it was ready: the current generation keeps serving.
+            self.mode = Mode::Serving;
+            match self.current {
+                Some(serving) => out.push(Action::Report(Status::RolledBack {
+                    generation,
+                    end,
+                    alive: now.saturating_duration_since(child.started),
+                    still_serving: serving,
+                })),
+                None => self.on_current_exited(&child, end, now, out),
+            }
+        } else if let (true, Some(stop)) = (asked, &child.stop) {
             out.push(Action::Report(Status::Stopped {
                 generation,
                 end: stop_end(stop, end),
                 after: now.saturating_duration_since(stop.sent),
+            }));
+        } else if was_current && matches!(self.mode, Mode::Starting(_)) {
+            // The new generation is on its way; it takes over when ready.
+            out.push(Action::Report(Status::Exited {
+                generation,
+                end,
+                alive: now.saturating_duration_since(child.started),
             }));
         } else if was_current {
             self.on_current_exited(&child, end, now, out);
@@ -549,12 +669,7 @@ impl Supervisor {
             }));
         }
 
-        if !self.restart_under_way()
-            && matches!(self.mode, Mode::Serving)
-            && let Some(trigger) = self.pending.take()
-        {
-            self.begin_spawn(trigger, now, out);
-        }
+        self.follow_up(now, out);
     }
 
     /// The newest generation ended on its own.
@@ -569,7 +684,8 @@ impl Supervisor {
         let alive = now.saturating_duration_since(child.started);
         if let Some(older) = self.children.first().map(|c| c.generation) {
             let serving = matches!(self.mode, Mode::Serving);
-            if serving && child.trigger != Trigger::Retry && self.pending.is_none() {
+            let no_gate = self.settings.ready == Readiness::Exec;
+            if serving && no_gate && child.trigger != Trigger::Retry && self.pending.is_none() {
                 // Lost a race with the older generation (a fixed port, a lock file): start
                 // it once more as soon as the older one is gone.
                 out.push(Action::Report(Status::RetryAfterOld {
@@ -636,9 +752,13 @@ impl Supervisor {
         self.debounce = None;
         self.restart_at = None;
         let received = signal.map(ShutdownSignal::received);
+        let candidate = match &self.mode {
+            Mode::Starting(s) => Some(s.candidate),
+            _ => None,
+        };
         self.mode = Mode::ShuttingDown(ShuttingDown {
             received,
-            target: self.current,
+            target: self.current.or(candidate),
             end,
         });
         // Forward the signal as it came; a closed terminal stops like a restart does.
@@ -709,6 +829,26 @@ impl Supervisor {
                 generation: Generation(self.next_generation),
                 trigger: spawning.trigger.clone(),
             });
+        }
+        if let Mode::Starting(starting) = &self.mode {
+            let candidate = starting.candidate;
+            let after = now.saturating_duration_since(starting.since);
+            if starting.ready_at.is_some_and(|at| at <= now) {
+                self.become_ready(candidate, "delay", now, out);
+            } else if starting.timeout_at <= now {
+                out.push(Action::Report(Status::NotReady {
+                    generation: candidate,
+                    after,
+                    still_serving: self.current,
+                }));
+                if self.current.is_some() {
+                    self.mode = Mode::Serving;
+                    self.stop(candidate, self.settings.stop_signal, now, out);
+                } else {
+                    // Nothing else can serve: keep it.
+                    self.take_over(candidate, now, out);
+                }
+            }
         }
         if self.debounce.as_ref().is_some_and(|(at, _)| *at <= now)
             && let Some((_, path)) = self.debounce.take()

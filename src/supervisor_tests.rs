@@ -20,6 +20,8 @@ fn settings(on_exit: OnExit) -> Settings {
         grace: GRACE,
         debounce: Duration::from_millis(50),
         on_exit,
+        ready: Readiness::Exec,
+        ready_timeout: Duration::from_secs(30),
     }
 }
 
@@ -527,4 +529,177 @@ fn events_about_unknown_generations_are_ignored() {
         })
         .is_empty()
     );
+}
+
+// ---- readiness gating and rollback -------------------------------------------------------
+
+/// A harness with `--ready notify` (or delay) whose gen 1 is running and ready.
+fn gated(ready: Readiness) -> Harness {
+    let mut s = settings(OnExit::Wait);
+    s.ready = ready;
+    let mut h = Harness {
+        sup: Supervisor::new(s),
+        now: Instant::now(),
+    };
+    h.sup.start(h.now);
+    h.spawned(1);
+    if ready == Readiness::Notify {
+        let a = h.ready(1);
+        assert!(reported(&a, |s| matches!(
+            s,
+            Status::Ready {
+                generation: Generation(1),
+                ..
+            }
+        )));
+    } else {
+        h.tick();
+    }
+    h
+}
+
+impl Harness {
+    fn ready(&mut self, g: u64) -> Vec<Action> {
+        self.ev(Event::Notify {
+            generation: Generation(g),
+            ready: true,
+            status: None,
+        })
+    }
+}
+
+#[test]
+fn the_old_generation_is_stopped_only_once_the_new_one_is_ready() {
+    let mut h = gated(Readiness::Notify);
+    h.ev(Event::BinaryChanged(Some(sig(2))));
+    let a = h.spawned(2);
+    assert!(signals(&a).is_empty(), "gen 1 must keep serving: {a:?}");
+    // A READY=1 from the old generation means nothing.
+    assert!(signals(&h.ready(1)).is_empty());
+    h.advance(Duration::from_millis(200));
+    let a = h.ready(2);
+    assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
+    assert!(reported(&a, |s| matches!(
+        s,
+        Status::Ready { generation: Generation(2), after, how: "READY=1" } if *after == Duration::from_millis(200)
+    )));
+}
+
+#[test]
+fn a_new_generation_that_exits_before_ready_is_rolled_back() {
+    let mut h = gated(Readiness::Notify);
+    h.ev(Event::BinaryChanged(Some(sig(2))));
+    h.spawned(2);
+    let a = h.exited(2, ChildEnd::Exited(1));
+    assert!(signals(&a).is_empty());
+    assert!(reported(&a, |s| matches!(
+        s,
+        Status::RolledBack {
+            generation: Generation(2),
+            still_serving: Generation(1),
+            ..
+        }
+    )));
+    // The same broken build is not tried again; a new one is.
+    assert!(spawns(&h.ev(Event::BinaryChanged(Some(sig(2))))).is_empty());
+    let a = h.ev(Event::BinaryChanged(Some(sig(3))));
+    assert_eq!(spawns(&a), vec![3]);
+    h.spawned(3);
+    assert_eq!(signals(&h.ready(3)), vec![(1, Signal::SIGTERM)]);
+}
+
+#[test]
+fn a_new_generation_not_ready_in_time_is_stopped_and_the_old_keeps_serving() {
+    let mut h = gated(Readiness::Notify);
+    h.hup();
+    h.spawned(2);
+    let a = h.tick();
+    assert_eq!(signals(&a), vec![(2, Signal::SIGTERM)]);
+    assert!(reported(&a, |s| matches!(
+        s,
+        Status::NotReady {
+            generation: Generation(2),
+            still_serving: Some(Generation(1)),
+            ..
+        }
+    )));
+    let a = h.exited(2, ChildEnd::Signaled(15));
+    assert_eq!(reaps(&a), vec![2]);
+    assert!(signals(&a).is_empty());
+    // The next trigger tries again.
+    assert_eq!(spawns(&h.hup()), vec![3]);
+}
+
+#[test]
+fn delay_readiness_counts_the_time_it_stayed_up() {
+    let mut h = gated(Readiness::Delay(Duration::from_millis(300)));
+    h.hup();
+    let spawned = h.now;
+    h.spawned(2);
+    let a = h.tick();
+    assert_eq!(h.now, spawned + Duration::from_millis(300));
+    assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
+}
+
+#[test]
+fn triggers_while_waiting_for_readiness_coalesce() {
+    let mut h = gated(Readiness::Notify);
+    h.hup();
+    h.spawned(2);
+    let a = h.hup();
+    assert!(spawns(&a).is_empty());
+    assert!(reported(&a, |s| matches!(s, Status::Queued { .. })));
+    h.ready(2);
+    let a = h.exited(1, ChildEnd::Exited(0));
+    assert_eq!(spawns(&a), vec![3]);
+}
+
+#[test]
+fn status_messages_are_reported() {
+    let mut h = gated(Readiness::Notify);
+    let a = h.ev(Event::Notify {
+        generation: Generation(1),
+        ready: false,
+        status: Some("warming up".into()),
+    });
+    assert!(reported(
+        &a,
+        |s| matches!(s, Status::ChildSays { text, .. } if text == "warming up")
+    ));
+}
+
+#[test]
+fn a_first_generation_that_never_gets_ready_keeps_running() {
+    let mut s = settings(OnExit::Wait);
+    s.ready = Readiness::Notify;
+    let mut h = Harness {
+        sup: Supervisor::new(s),
+        now: Instant::now(),
+    };
+    h.sup.start(h.now);
+    h.spawned(1);
+    let a = h.tick();
+    assert!(signals(&a).is_empty());
+    assert!(reported(&a, |s| matches!(
+        s,
+        Status::NotReady {
+            still_serving: None,
+            ..
+        }
+    )));
+    // It is the current generation now: a restart replaces it the normal way.
+    h.hup();
+    h.spawned(2);
+    assert_eq!(signals(&h.ready(2)), vec![(1, Signal::SIGTERM)]);
+}
+
+#[test]
+fn shutdown_while_a_generation_is_starting_stops_both() {
+    let mut h = gated(Readiness::Notify);
+    h.hup();
+    h.spawned(2);
+    let a = h.ev(Event::Shutdown(ShutdownSignal::Terminate));
+    let mut sent = signals(&a);
+    sent.sort();
+    assert_eq!(sent, vec![(1, Signal::SIGTERM), (2, Signal::SIGTERM)]);
 }
