@@ -57,10 +57,10 @@ pub(crate) fn parse_spec(text: &str) -> Result<ListenSpec, String> {
         Some((name, rest)) => (Some(name.to_string()), rest),
         None => (None, text),
     };
-    if let Some(name) = &name {
-        if name.is_empty() || name.contains(':') || name.len() > 255 {
-            return Err("a socket name must be 1 to 255 characters without ':'".into());
-        }
+    if let Some(name) = &name
+        && (name.is_empty() || name.contains(':') || name.len() > 255)
+    {
+        return Err("a socket name must be 1 to 255 characters without ':'".into());
     }
     let addr = if let Some(path) = rest.strip_prefix("unix:") {
         ListenAddr::Unix(PathBuf::from(path))

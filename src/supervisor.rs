@@ -436,10 +436,11 @@ impl Supervisor {
 
     /// Starts the queued restart once the one under way is over.
     fn follow_up(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if !self.restart_under_way() && matches!(self.mode, Mode::Serving) {
-            if let Some(trigger) = self.pending.take() {
-                self.begin_spawn(trigger, now, out);
-            }
+        if !self.restart_under_way()
+            && matches!(self.mode, Mode::Serving)
+            && let Some(trigger) = self.pending.take()
+        {
+            self.begin_spawn(trigger, now, out);
         }
     }
 

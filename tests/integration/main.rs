@@ -3,6 +3,8 @@
 //! what happened to every process. One test binary, one module per area.
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
+/// Socket handoff, readiness and rollback (zero-downtime restarts).
+mod handoff;
 /// Sandboxes, the hotrun driver, log reading and binary replacement styles.
 mod harness;
 /// Bad command lines: one line, the documented exit code, nothing started.

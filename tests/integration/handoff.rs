@@ -1,0 +1,419 @@
+//! Zero-downtime restarts: sockets hotrun holds and hands over (LISTEN_FDS, LISTEN_PID),
+//! readiness (sd_notify), and rollback when the new build is broken. Real consumers:
+//! the `listenfd` crate, sd_listen_fds(3) rules in Rust and in Python, the `sd-notify`
+//! crate.
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::harness::*;
+
+/// Starts hotrun with one `--listen 0` socket; returns it and the port it reported.
+fn serve(sb: &Sandbox, hotrun_args: &[&str], fixture_args: &[&str]) -> (Hotrun, u16) {
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let mut args: Vec<&std::ffi::OsStr> = vec!["--listen".as_ref(), "web=0".as_ref()];
+    args.extend(hotrun_args.iter().map(|a| std::ffi::OsStr::new(*a)));
+    args.push("--".as_ref());
+    args.push(app.as_os_str());
+    args.extend(["--log".as_ref(), log.arg()]);
+    args.extend(fixture_args.iter().map(|a| std::ffi::OsStr::new(*a)));
+    let mut h = Hotrun::start(&args);
+    let line = h.expect(&["listening on 127.0.0.1:"]);
+    let port = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line}"));
+    (h, port)
+}
+
+fn ask(port: u16) -> Result<String, std::io::Error> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(DEADLINE))?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    if reply.starts_with("gen=") {
+        Ok(reply.trim().to_string())
+    } else {
+        Err(std::io::Error::other(format!("bad reply {reply:?}")))
+    }
+}
+
+/// A client that hammers the port until stopped, counting answers and failures.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    errors: Arc<std::sync::Mutex<Vec<String>>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, o, f, e) = (stop.clone(), ok.clone(), failed.clone(), errors.clone());
+        let thread = thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match ask(port) {
+                    Ok(_) => o.fetch_add(1, Ordering::SeqCst),
+                    Err(err) => {
+                        e.lock().unwrap().push(err.to_string());
+                        f.fetch_add(1, Ordering::SeqCst)
+                    }
+                };
+                // Pace the load a little: two cores are shared with the servers.
+                thread::sleep(Duration::from_millis(1));
+            }
+        });
+        Load {
+            stop,
+            ok,
+            failed,
+            errors,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the client; returns (answered, failed, first errors).
+    fn finish(mut self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let errors = self
+            .errors
+            .lock()
+            .unwrap()
+            .iter()
+            .take(5)
+            .cloned()
+            .collect();
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+            errors,
+        )
+    }
+}
+
+#[test]
+fn no_request_fails_across_restarts_of_a_slow_starting_server() {
+    let sb = Sandbox::new();
+    let (mut h, port) = serve(
+        &sb,
+        &["--ready", "notify"],
+        &["--listen-fd", "--startup-ms", "200", "--notify"],
+    );
+    h.expect(&["gen 1 ready after"]);
+    let load = Load::start(port);
+    for g in 2..=6 {
+        h.signal(Signal::SIGHUP);
+        h.expect(&[&format!("gen {g} ready after"), "(READY=1)"]);
+        h.expect(&[&format!("gen {} stopped cleanly", g - 1)]);
+    }
+    let (ok, failed, errors) = load.finish();
+    assert_eq!(failed, 0, "failed requests: {errors:?}\n{}", h.transcript());
+    assert!(ok > 10, "the client got only {ok} answers");
+    assert_eq!(ask(port).unwrap(), "gen=6");
+    // Every old generation drained and exited on its own.
+    for g in 1..=5 {
+        sb.log().wait_for(&[&format!("drained gen={g} ")]);
+    }
+}
+
+#[test]
+fn a_broken_build_is_rolled_back_while_the_old_generation_keeps_serving() {
+    let sb = Sandbox::new();
+    let (mut h, port) = serve(
+        &sb,
+        &["--ready", "notify"],
+        &["--listen-fd", "--startup-ms", "200", "--notify"],
+    );
+    h.expect(&["gen 1 ready after"]);
+    let load = Load::start(port);
+    // A build that dies at start.
+    let broken = sb.path("broken.sh");
+    fs::write(&broken, "#!/bin/sh\necho 'broken build' >&2\nexit 1\n").unwrap();
+    fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let app = sb.path("app");
+    replace_by_rename(&broken, &app);
+    h.expect(&[
+        "gen 2 exited with 1 after",
+        "before ready; gen 1 still serving",
+    ]);
+    assert_eq!(ask(port).unwrap(), "gen=1");
+    // The next good build takes over.
+    replace_by_rename(&fixture_exe(), &app);
+    h.expect(&["gen 3 ready after"]);
+    h.expect(&["gen 1 stopped cleanly"]);
+    let (ok, failed, errors) = load.finish();
+    assert_eq!(failed, 0, "failed requests: {errors:?}\n{}", h.transcript());
+    assert!(ok > 10);
+    assert_eq!(ask(port).unwrap(), "gen=3");
+}
+
+#[test]
+fn a_new_generation_never_ready_is_stopped_and_the_old_one_keeps_serving() {
+    let sb = Sandbox::new();
+    let (mut h, port) = serve(
+        &sb,
+        &["--ready", "notify", "--ready-timeout", "500ms"],
+        &["--listen-fd", "--notify"],
+    );
+    h.expect(&["gen 1 ready after"]);
+    // The new build never says READY=1.
+    let silent = sb.path("silent.sh");
+    fs::write(&silent, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    fs::set_permissions(&silent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    replace_by_rename(&silent, &sb.path("app"));
+    h.expect(&["gen 2 not ready after", "stopping it, gen 1 keeps serving"]);
+    h.expect(&["gen 2 stopped cleanly"]);
+    assert_eq!(ask(port).unwrap(), "gen=1");
+}
+
+#[test]
+fn the_child_gets_exactly_its_sockets_and_listen_pid_is_its_own() {
+    let sb = Sandbox::new();
+    let (mut h, port) = serve(
+        &sb,
+        &["--ready", "notify"],
+        &["--listen-fd", "--notify", "--log-fds", "--log-env"],
+    );
+    h.expect(&["gen 1 ready after"]);
+    let log = sb.log();
+    let pid = pid_in(&log.wait_for(&["start gen=1"]));
+    let env = log.wait_for(&["env gen=1"]);
+    assert!(env.contains(&format!("LISTEN_PID={pid} ")), "{env}");
+    assert!(env.contains("LISTEN_FDS=1 "), "{env}");
+    assert!(env.contains("LISTEN_FDNAMES=web "), "{env}");
+    assert!(
+        field(&env, "NOTIFY_SOCKET").ends_with("gen-1.sock"),
+        "{env}"
+    );
+    // 0-2 and the socket; sd-notify opens its own socket later, after this line.
+    #[cfg(target_os = "linux")]
+    assert_eq!(field(&log.wait_for(&["fds gen=1"]), "list"), "0,1,2,3");
+    assert_eq!(ask(port).unwrap(), "gen=1");
+}
+
+#[test]
+fn the_listenfd_crate_takes_the_socket() {
+    let sb = Sandbox::new();
+    let (mut h, port) = serve(&sb, &["--ready", "delay:100ms"], &["--listenfd-crate"]);
+    h.expect(&["gen 1 ready after", "(delay)"]);
+    assert_eq!(ask(port).unwrap(), "gen=1");
+    h.signal(Signal::SIGHUP);
+    h.expect(&["gen 2 ready after"]);
+    h.expect(&["gen 1 stopped cleanly"]);
+    assert_eq!(ask(port).unwrap(), "gen=2");
+}
+
+#[test]
+fn a_python_server_applying_sd_listen_fds_rules_works() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("python3 not installed: skipped");
+        return;
+    }
+    let sb = Sandbox::new();
+    let script = sb.path("server.py");
+    fs::write(
+        &script,
+        r#"import os, socket, sys
+# sd_listen_fds(3): the sockets are for this process only if LISTEN_PID is its pid.
+if os.environ.get("LISTEN_PID") != str(os.getpid()) or int(os.environ.get("LISTEN_FDS", "0")) < 1:
+    sys.exit("LISTEN_PID/LISTEN_FDS not for me")
+listener = socket.socket(fileno=3)
+gen = os.environ["HOTRUN_GEN"]
+notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+notify.sendto(b"STATUS=python ready\nREADY=1", os.environ["NOTIFY_SOCKET"])
+while True:
+    conn, _ = listener.accept()
+    conn.sendall(f"gen={gen}\n".encode())
+    conn.close()
+"#,
+    )
+    .unwrap();
+    let mut h = Hotrun::start(&[
+        "--listen".as_ref(),
+        "0".as_ref(),
+        "--ready".as_ref(),
+        "notify".as_ref(),
+        "--".as_ref(),
+        "python3".as_ref(),
+        script.as_os_str(),
+    ]);
+    let line = h.expect(&["listening on 127.0.0.1:"]);
+    let port: u16 = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    h.expect(&["gen 1: python ready"]);
+    h.expect(&["gen 1 ready after", "(READY=1)"]);
+    assert_eq!(ask(port).unwrap(), "gen=1");
+    h.signal(Signal::SIGHUP);
+    h.expect(&["gen 2 ready after"]);
+    assert_eq!(ask(port).unwrap(), "gen=2");
+}
+
+#[test]
+fn a_unix_socket_is_handed_over_and_removed_at_exit() {
+    let sb = Sandbox::new();
+    let path = sb.path("web.sock");
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let mut h = Hotrun::start(&[
+        "--listen".as_ref(),
+        path.as_os_str(),
+        "--".as_ref(),
+        app.as_os_str(),
+        "--log".as_ref(),
+        log.arg(),
+        "--log-env".as_ref(),
+    ]);
+    h.expect(&["listening on unix:"]);
+    log.wait_for(&["env gen=1 LISTEN_FDS=1 "]);
+    assert!(path.exists());
+    h.signal(Signal::SIGTERM);
+    h.wait();
+    assert!(!path.exists(), "the socket file outlived hotrun");
+}
+
+#[test]
+fn inherited_socket_activation_variables_are_not_passed_on() {
+    let sb = Sandbox::new();
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let mut h = Hotrun::start_with(
+        &[
+            app.as_os_str(),
+            "--log".as_ref(),
+            log.arg(),
+            "--log-env".as_ref(),
+        ],
+        |cmd| {
+            cmd.env("LISTEN_FDS", "2")
+                .env("LISTEN_PID", "1")
+                .env("LISTEN_FDNAMES", "a:b")
+                .env("NOTIFY_SOCKET", "/run/systemd/notify");
+        },
+    );
+    h.expect(&["gen 1 started"]);
+    let env = log.wait_for(&["env gen=1"]);
+    assert!(
+        env.contains("LISTEN_FDS=- LISTEN_PID=- LISTEN_FDNAMES=- NOTIFY_SOCKET=-"),
+        "{env}"
+    );
+}
+
+#[test]
+fn sockets_hotrun_was_started_with_are_adopted() {
+    let sb = Sandbox::new();
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let outer = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = outer.local_addr().unwrap().port();
+    let outer_fd = std::os::fd::AsRawFd::as_raw_fd(&outer);
+    // systemd (or systemfd) style: the socket at fd 3, LISTEN_PID = hotrun's own pid.
+    let mut h = Hotrun::start_opts(
+        &[
+            "-c".as_ref(),
+            "LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=outer exec \"$0\" \"$@\"".as_ref(),
+            hotrun_exe().as_ref(),
+            "--".as_ref(),
+            app.as_os_str(),
+            "--log".as_ref(),
+            log.arg(),
+            "--listen-fd".as_ref(),
+        ],
+        true,
+        |cmd| {
+            *cmd = {
+                let mut sh = Command::new("sh");
+                sh.args(cmd.get_args());
+                sh.stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped());
+                std::os::unix::process::CommandExt::process_group(&mut sh, 0);
+                // SAFETY: dup2 and fcntl are async-signal-safe.
+                unsafe {
+                    std::os::unix::process::CommandExt::pre_exec(&mut sh, move || {
+                        // dup2(3, 3) would leave close-on-exec set: clear it instead.
+                        let rc = if outer_fd == 3 {
+                            libc::fcntl(3, libc::F_SETFD, 0)
+                        } else {
+                            libc::dup2(outer_fd, 3)
+                        };
+                        if rc < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                sh
+            };
+        },
+    );
+    h.expect(&[&format!("listening on 127.0.0.1:{port} (fd 3, name outer)")]);
+    log.wait_for(&["serving gen=1"]);
+    drop(outer);
+    assert_eq!(ask(port).unwrap(), "gen=1");
+}
+
+#[test]
+fn bad_listen_and_ready_values_get_one_line_and_exit_2() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port().to_string();
+    let sb = Sandbox::new();
+    let existing = sb.path("exists.sock");
+    fs::write(&existing, "").unwrap();
+    let existing = existing.to_str().unwrap().to_string();
+    let app = sb.install_fixture("app");
+    let app = app.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--listen", &taken_port], "address already in use"),
+        (vec!["--listen", &existing], "the path exists"),
+        (vec!["--listen", "nonsense"], "expected PORT"),
+        (vec!["--listen", "70000"], "expected PORT"),
+        (vec!["--listen", "a:b=8080"], "without ':'"),
+        (vec!["--backlog", "0", "--listen", "0"], "--backlog"),
+        (vec!["--ready", "soon"], "expected notify or delay"),
+        (
+            vec!["--ready", "http://127.0.0.1:1/health"],
+            "the old generation may answer",
+        ),
+        (vec!["--ready", "delay:5"], "add a unit"),
+        (vec!["--ready-timeout", "-3s"], "negative"),
+    ];
+    for (args, message) in cases {
+        let mut full = args.clone();
+        full.extend(["--", app]);
+        let out = Command::new(hotrun_exe()).args(&full).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(lines[0].contains(message), "{args:?}: {stderr}");
+    }
+    // The port was not taken over, nor the path removed.
+    assert!(Path::new(&existing).exists());
+    drop(taken);
+}
