@@ -3,8 +3,10 @@
 //! The same cases run through entr and watchexec when they are on the PATH.
 //!
 //! ```text
-//! cargo run --release --example bench            # 21 runs per case
-//! cargo run --release --example bench -- 41      # more runs
+//! cargo build --release --examples
+//! target/release/examples/bench                 # everything: reaction (21 runs), load (100 restarts)
+//! target/release/examples/bench reaction 41     # only reaction latency, 41 runs per case
+//! target/release/examples/bench load 200        # only downtime under load, 200 restarts
 //! ```
 //!
 //! Latency is measured from the moment the benchmark replaces the binary (the rename, the
@@ -12,6 +14,8 @@
 //! reads CLOCK_MONOTONIC first thing in `main` (so exec and dynamic loading are included,
 //! for every tool alike).
 #![allow(clippy::unwrap_used)]
+
+mod load;
 
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
@@ -30,11 +34,12 @@ const TARGET_SIGHUP_MS: f64 = 3.0;
 const TARGET_LD_MS: f64 = 200.0;
 
 fn main() {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(21)
-        .max(15);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let what = match args.first().map(String::as_str) {
+        Some(w @ ("reaction" | "load" | "all")) => w.to_string(),
+        _ => "all".to_string(),
+    };
+    let count: Option<usize> = args.iter().find_map(|a| a.parse().ok());
     let exe_dir = std::env::current_exe().unwrap();
     let examples = exe_dir.parent().unwrap();
     let fixture = examples.join("fixture");
@@ -45,8 +50,61 @@ fn main() {
         fixture.display(),
         hotrun.display()
     );
-    println!("hotrun benchmark: {runs} runs per case, medians and p90 in ms");
     println!("machine: {} cores, {}", cores(), kernel());
+    if what != "load" {
+        reaction(&hotrun, &fixture, count.unwrap_or(21).max(15));
+    }
+    if what != "reaction" {
+        downtime(&hotrun, &fixture, count.unwrap_or(100).max(5));
+    }
+}
+
+fn downtime(hotrun: &Path, fixture: &Path, restarts: usize) {
+    println!();
+    println!(
+        "downtime under load: one client asking continuously; the server needs 200 ms to start"
+    );
+    let rounds = (restarts / 10).max(5);
+    let mut rows = vec![
+        (
+            "hotrun --listen --ready notify, SIGHUP",
+            load::hotrun_restarts(hotrun, fixture, restarts),
+        ),
+        (
+            "hotrun, broken build then good build",
+            load::hotrun_broken_builds(hotrun, fixture, rounds),
+        ),
+    ];
+    if which("systemfd") && which("watchexec") {
+        rows.push((
+            "systemfd + watchexec -r, rebuild",
+            load::systemfd_watchexec_restarts(fixture, restarts),
+        ));
+    }
+    println!(
+        "{:<42} {:>8} {:>9} {:>7} {:>15} {:>9}",
+        "case", "restarts", "answered", "failed", "longest gap ms", "p99 ms"
+    );
+    for (name, r) in &rows {
+        println!(
+            "{:<42} {:>8} {:>9} {:>7} {:>15.1} {:>9.2}",
+            name, r.restarts, r.answered, r.failed, r.longest_gap_ms, r.p99_ms
+        );
+    }
+    let ours = &rows[0].1;
+    let broken = &rows[1].1;
+    let met = ours.failed == 0 && ours.longest_gap_ms <= load::TARGET_GAP_MS && broken.failed == 0;
+    println!(
+        "targets: 0 failed, longest gap <= {} ms, 0 failed through broken builds: {}",
+        load::TARGET_GAP_MS,
+        if met { "met" } else { "MISS" }
+    );
+}
+
+fn reaction(hotrun: &Path, fixture: &Path, runs: usize) {
+    let hotrun = hotrun.to_path_buf();
+    let fixture = fixture.to_path_buf();
+    println!("reaction latency: {runs} runs per case, medians and p90 in ms");
     let mut tools = vec![Tool::Hotrun(hotrun.clone())];
     if which("entr") {
         tools.push(Tool::Entr);

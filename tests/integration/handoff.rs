@@ -240,6 +240,14 @@ listener = socket.socket(fileno=3)
 gen = os.environ["HOTRUN_GEN"]
 notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 notify.sendto(b"STATUS=python ready\nREADY=1", os.environ["NOTIFY_SOCKET"])
+# sd_notify_barrier(3): send a pipe; the receiver closes it once it has read all before.
+import select
+r, w = os.pipe()
+notify.connect(os.environ["NOTIFY_SOCKET"])
+socket.send_fds(notify, [b"BARRIER=1"], [w])
+os.close(w)
+ready, _, _ = select.select([r], [], [], 30)
+print("barrier ok" if ready and os.read(r, 1) == b"" else "barrier timed out", flush=True)
 while True:
     conn, _ = listener.accept()
     conn.sendall(f"gen={gen}\n".encode())
@@ -268,6 +276,7 @@ while True:
         .unwrap();
     h.expect(&["gen 1: python ready"]);
     h.expect(&["gen 1 ready after", "(READY=1)"]);
+    h.expect(&["stdout: barrier ok"]);
     assert_eq!(ask(port).unwrap(), "gen=1");
     h.signal(Signal::SIGHUP);
     h.expect(&["gen 2 ready after"]);

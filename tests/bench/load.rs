@@ -1,0 +1,282 @@
+//! Downtime under load: a client asks the server continuously while it is restarted many
+//! times (and while broken builds come and go), counting failed requests, the longest gap
+//! between two answers, and the p99 latency. The server needs 200 ms to start.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, unbounded};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const STARTUP_MS: &str = "200";
+pub(crate) const TARGET_GAP_MS: f64 = 50.0;
+
+pub(crate) struct LoadResult {
+    pub(crate) restarts: usize,
+    pub(crate) answered: u64,
+    pub(crate) failed: u64,
+    pub(crate) longest_gap_ms: f64,
+    pub(crate) p99_ms: f64,
+}
+
+/// The client: one connection at a time, as fast as answers come.
+struct Client {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Samples>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Samples {
+    latencies_ms: Vec<f64>,
+    failed: u64,
+    last_ok: Option<Instant>,
+    longest_gap: Duration,
+}
+
+impl Client {
+    fn start(port: u16) -> Client {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Samples::default()));
+        let (s, m) = (stop.clone(), samples.clone());
+        let thread = thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                let t0 = Instant::now();
+                let ok = ask(port);
+                let now = Instant::now();
+                let mut m = m.lock().unwrap();
+                if ok {
+                    m.latencies_ms.push((now - t0).as_secs_f64() * 1e3);
+                    if let Some(last) = m.last_ok {
+                        m.longest_gap = m.longest_gap.max(now - last);
+                    }
+                    m.last_ok = Some(now);
+                } else {
+                    m.failed += 1;
+                    drop(m);
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        Client {
+            stop,
+            samples,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self, restarts: usize) -> LoadResult {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let mut m = self.samples.lock().unwrap();
+        m.latencies_ms.sort_by(f64::total_cmp);
+        let p99 = m
+            .latencies_ms
+            .get(((m.latencies_ms.len() as f64 - 1.0) * 0.99).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN);
+        LoadResult {
+            restarts,
+            answered: m.latencies_ms.len() as u64,
+            failed: m.failed,
+            longest_gap_ms: m.longest_gap.as_secs_f64() * 1e3,
+            p99_ms: p99,
+        }
+    }
+}
+
+fn ask(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).is_ok() && reply.starts_with("gen=")
+}
+
+/// hotrun's stderr, line by line.
+struct Lines {
+    rx: Receiver<String>,
+}
+
+impl Lines {
+    fn expect(&self, words: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let line = self
+                .rx
+                .recv_deadline(deadline)
+                .unwrap_or_else(|_| panic!("no line with {words:?} within 60 s"));
+            if words.iter().all(|w| line.contains(w)) {
+                return line;
+            }
+        }
+    }
+}
+
+fn start_hotrun(hotrun: &Path, app: &Path, log: &Path) -> (Child, Lines, u16) {
+    let mut child = Command::new(hotrun)
+        .args(["--listen", "0", "--ready", "notify", "--"])
+        .arg(app)
+        .arg("--log")
+        .arg(log)
+        .args(["--listen-fd", "--notify", "--startup-ms", STARTUP_MS])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = unbounded();
+    let stderr = child.stderr.take().unwrap();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let lines = Lines { rx };
+    let line = lines.expect(&["listening on 127.0.0.1:"]);
+    let port = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    lines.expect(&["gen 1 ready"]);
+    (child, lines, port)
+}
+
+fn stop(child: &mut Child) {
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let _ = child.wait();
+}
+
+/// hotrun, restarted by SIGHUP `restarts` times.
+pub(crate) fn hotrun_restarts(hotrun: &Path, fixture: &Path, restarts: usize) -> LoadResult {
+    let dir = tempfile::Builder::new()
+        .prefix("hotrun-load-")
+        .tempdir()
+        .unwrap();
+    let app = dir.path().join("app");
+    crate::copy_rename(fixture, &app);
+    let (mut child, lines, port) = start_hotrun(hotrun, &app, &dir.path().join("log"));
+    let client = Client::start(port);
+    for g in 2..restarts + 2 {
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP).unwrap();
+        lines.expect(&[&format!("gen {g} ready")]);
+        lines.expect(&[&format!("gen {} stopped", g - 1)]);
+    }
+    let result = client.finish(restarts);
+    stop(&mut child);
+    result
+}
+
+/// hotrun, with `rounds` broken builds each followed by a good one.
+pub(crate) fn hotrun_broken_builds(hotrun: &Path, fixture: &Path, rounds: usize) -> LoadResult {
+    let dir = tempfile::Builder::new()
+        .prefix("hotrun-load-")
+        .tempdir()
+        .unwrap();
+    let app = dir.path().join("app");
+    crate::copy_rename(fixture, &app);
+    let broken = dir.path().join("broken.sh");
+    std::fs::write(&broken, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (mut child, lines, port) = start_hotrun(hotrun, &app, &dir.path().join("log"));
+    let client = Client::start(port);
+    let mut g = 1;
+    for _ in 0..rounds {
+        crate::copy_rename(&broken, &app);
+        g += 1;
+        lines.expect(&[&format!("gen {g} exited with 1"), "before ready"]);
+        crate::copy_rename(fixture, &app);
+        g += 1;
+        lines.expect(&[&format!("gen {g} ready")]);
+        lines.expect(&["stopped"]);
+    }
+    let result = client.finish(rounds);
+    stop(&mut child);
+    result
+}
+
+/// systemfd holds the socket, watchexec restarts the server when its binary changes
+/// (stop, then start: no readiness gate).
+pub(crate) fn systemfd_watchexec_restarts(fixture: &Path, restarts: usize) -> LoadResult {
+    let dir = tempfile::Builder::new()
+        .prefix("hotrun-load-")
+        .tempdir()
+        .unwrap();
+    let app = dir.path().join("app");
+    let log: PathBuf = dir.path().join("log");
+    crate::copy_rename(fixture, &app);
+    let port = free_port();
+    let mut child = Command::new("systemfd")
+        .args([
+            "--no-pid",
+            "-s",
+            &format!("http::{port}"),
+            "--",
+            "watchexec",
+            "-r",
+            "-n",
+            "-q",
+            "-w",
+        ])
+        .arg(dir.path())
+        .args(["-f", "**/app", "--"])
+        .arg(&app)
+        .arg("--log")
+        .arg(&log)
+        .args(["--listenfd-crate", "--startup-ms", STARTUP_MS])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let serving = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("serving gen=")
+            .count()
+            < n
+        {
+            assert!(
+                Instant::now() < deadline,
+                "watchexec did not restart in 60 s"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+    };
+    serving(1);
+    let client = Client::start(port);
+    for n in 2..restarts + 2 {
+        crate::copy_rename(fixture, &app);
+        serving(n);
+        // Let watchexec settle before the next change.
+        thread::sleep(Duration::from_millis(100));
+    }
+    let result = client.finish(restarts);
+    let _ = nix::sys::signal::killpg(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let _ = child.wait();
+    result
+}
+
+use std::os::unix::process::CommandExt;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
