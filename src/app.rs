@@ -225,6 +225,8 @@ impl World {
                 match self.spawner.spawn(generation, &handoff) {
                     Ok(leader) => {
                         self.guardian.register(leader.pgid);
+                        let binary =
+                            process::running_binary(leader.pid, binary, &self.spawner.program);
                         let pid = leader.pid.as_raw().unsigned_abs();
                         self.leaders.insert(generation, leader);
                         queue.push_back(Event::Spawned {

@@ -374,6 +374,26 @@ pub(crate) fn group_is_empty(pgid: Pgid, _leader: Pid) -> bool {
     true
 }
 
+/// The identity of the binary a just-spawned generation runs, given what was at `path`
+/// just before the spawn (`before`).
+///
+/// The path can change between that `stat` and the exec: a `cp` that finishes writing in
+/// between (the exec then runs the complete file, but `before` saw it half-written, and a
+/// needless second restart would follow), or a rename (the exec may run the newer file).
+/// On Linux, `/proc/PID/exe` names the very file being executed: when it is the file at
+/// the path now, that is the identity; when it is the file seen before, the path has moved
+/// on and a restart must still follow. Otherwise (an interpreter runs a script; no /proc)
+/// `before` is kept, which errs towards one restart too many rather than one too few.
+pub(crate) fn running_binary(pid: Pid, before: Option<FileSig>, path: &Path) -> Option<FileSig> {
+    let exe = file_sig(Path::new(&format!("/proc/{}/exe", pid.as_raw())));
+    let now = file_sig(path);
+    let same = |a: Option<FileSig>, b: Option<FileSig>| match (a, b) {
+        (Some(a), Some(b)) => a.dev == b.dev && a.ino == b.ino,
+        _ => false,
+    };
+    if same(exe, now) { now } else { before }
+}
+
 /// The identity of the file at `path` now (following symlinks), or `None` if there is none.
 pub(crate) fn file_sig(path: &Path) -> Option<FileSig> {
     let meta = fs::metadata(path).ok()?;
