@@ -13,8 +13,12 @@ use nix::fcntl::{OFlag, open};
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 
+use std::process::ExitCode;
+
 use crate::cli::Config;
+use crate::drill::Drill;
 use crate::event::{Action, Event, Generation, Outcome, ShutdownSignal, SpawnFailure, Trigger};
+use crate::events::EventLog;
 use crate::exit::{self, Failure};
 use crate::guardian::Guardian;
 use crate::process::{self, Handoff, Leader, Spawner, file_sig};
@@ -42,17 +46,40 @@ pub(crate) enum Input {
     },
 }
 
-/// Runs hotrun until the supervisor says it is done.
-pub(crate) fn run(config: Config) -> Result<Outcome, Failure> {
-    let reporter = Reporter::new(config.quiet, config.color);
+/// Runs hotrun until the supervisor says it is done; returns hotrun's exit.
+pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
     // First, while nothing else is open: the sockets must take fds 3, 4, ….
     let listeners = sockets::open(&config.listen, config.backlog)?;
+    let events = match &config.events {
+        Some(path) => EventLog::open(path).map_err(|e| {
+            Failure::usage(format!(
+                "--events {}: cannot write there: {e}",
+                path.display()
+            ))
+        })?,
+        None => EventLog::none(),
+    };
+    let mut reporter = Reporter::new(config.quiet, config.color, events);
+    reporter.event(
+        "start",
+        serde_json::json!({
+            "pid": std::process::id(),
+            "command": std::iter::once(&config.spawner.argv0)
+                .chain(&config.spawner.args)
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>(),
+            "program": config.spawner.program.to_string_lossy(),
+            "listen": listeners.bound.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }),
+    );
     for (i, addr) in listeners.bound.iter().enumerate() {
-        reporter.info(&format!(
-            "listening on {addr} (fd {}, name {}); every generation gets it",
-            sockets::FIRST_FD + i as i32,
-            listeners.names()[i]
-        ));
+        let fd = sockets::FIRST_FD + i as i32;
+        let name = &listeners.names()[i];
+        reporter.info(
+            &format!("listening on {addr} (fd {fd}, name {name}); every generation gets it"),
+            "listening",
+            serde_json::json!({ "addr": addr.to_string(), "fd": fd, "name": name }),
+        );
     }
     let notify_dir = match config.settings.ready {
         Readiness::Notify => Some(NotifyDir::create().map_err(|e| {
@@ -90,18 +117,41 @@ pub(crate) fn run(config: Config) -> Result<Outcome, Failure> {
         tx: tx.clone(),
     };
     let mut supervisor = Supervisor::new(config.settings);
+    let mut drill = config.drill.map(Drill::new);
     let mut queue = VecDeque::new();
     let mut actions = supervisor.start(Instant::now());
     loop {
         for action in actions.drain(..) {
-            if let Some(outcome) = world.execute(action, &mut queue) {
-                return Ok(outcome);
+            if let (Some(drill), Action::Report(status)) = (drill.as_mut(), &action) {
+                drill.observe(status);
             }
+            if let Some(outcome) = world.execute(action, &mut queue) {
+                return Ok(
+                    match drill.map(|d| d.finish(outcome, &mut std::io::stdout())) {
+                        Some(true) => ExitCode::SUCCESS,
+                        Some(false) => exit::code(exit::DRILL_FAILED),
+                        None => exit::from_outcome(outcome),
+                    },
+                );
+            }
+        }
+        if queue.is_empty()
+            && let Some(drill) = drill.as_mut()
+            && let Some(event) = drill.step(supervisor.settled(), Instant::now())
+        {
+            queue.push_back(event);
         }
         let event = match queue.pop_front() {
             Some(event) => event,
             None => {
-                let input = match supervisor.next_deadline() {
+                let deadline = [
+                    supervisor.next_deadline(),
+                    drill.as_ref().and_then(Drill::deadline),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                let input = match deadline {
                     Some(deadline) => rx.recv_deadline(deadline).ok(),
                     // `tx` lives in this frame, so the channel never disconnects.
                     None => rx.recv().ok(),
@@ -272,7 +322,10 @@ impl World {
                 self.notify.remove(&generation);
             }
             Action::Report(status) => self.reporter.status(&status),
-            Action::Exit(outcome) => return Some(outcome),
+            Action::Exit(outcome) => {
+                self.reporter.exit(outcome);
+                return Some(outcome);
+            }
         }
         None
     }

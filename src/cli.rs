@@ -14,6 +14,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use nix::sys::signal::Signal;
 
+use crate::drill::{self, DrillConfig, Probe};
 use crate::exit::{self, Failure};
 use crate::process::Spawner;
 use crate::sockets::{self, ListenSpec};
@@ -90,6 +91,10 @@ struct Args {
     #[arg(long)]
     stdin: bool,
 
+    /// Write every lifecycle step as one JSON object per line to PATH (`-`: stdout).
+    #[arg(long, value_name = "PATH")]
+    events: Option<PathBuf>,
+
     /// Print only errors.
     #[arg(short, long)]
     quiet: bool,
@@ -101,6 +106,41 @@ struct Args {
     /// The command and its arguments, run directly (no shell).
     #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<OsString>,
+}
+
+const DRILL_HELP: &str = "\
+The drill starts COMMAND, waits until it is ready, restarts it N times through the normal
+routine, then stops it with SIGTERM. Each restart passes when the new generation got ready
+within --ready-timeout and the old one exited 0 on the stop signal within --grace, its
+whole process group gone without SIGKILL. With --probe, the server is asked continuously
+and every failed probe fails the drill. File changes do not restart during a drill.
+
+Exit status: 0 when every check passed, 3 when one failed (each is named), otherwise as
+for hotrun (2 for a bad command line, 126/127 when COMMAND cannot start).";
+
+/// Check that a server restarts cleanly: N restarts, then a SIGTERM, every step checked.
+#[derive(Parser, Debug)]
+#[command(name = "hotrun drill", version, after_help = DRILL_HELP)]
+struct DrillArgs {
+    /// How many restarts to perform.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    restarts: u64,
+
+    /// Ask the server continuously during the drill: http://HOST:PORT/PATH (2xx/3xx
+    /// passes) or tcp:HOST:PORT (the server accepts and answers or closes).
+    #[arg(long, value_name = "URL", value_parser = drill::parse_probe)]
+    probe: Option<Probe>,
+
+    /// Also write the summary as JSON to PATH (`-`: stdout).
+    #[arg(long, value_name = "PATH")]
+    summary_json: Option<PathBuf>,
+
+    /// Wait this long before each restart and before the final stop (probes go on).
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration, allow_hyphen_values = true)]
+    pause: Duration,
+
+    #[command(flatten)]
+    run: Args,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -129,6 +169,9 @@ pub(crate) struct Config {
     pub(crate) settings: Settings,
     pub(crate) listen: Vec<ListenSpec>,
     pub(crate) backlog: i32,
+    pub(crate) events: Option<PathBuf>,
+    /// `hotrun drill`.
+    pub(crate) drill: Option<DrillConfig>,
     pub(crate) quiet: bool,
     pub(crate) color: ColorChoice,
 }
@@ -143,25 +186,54 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let args = match Args::try_parse_from(args) {
-        Ok(args) => args,
-        Err(err) => {
-            use clap::error::ErrorKind;
-            if matches!(
-                err.kind(),
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-            ) {
-                let _ = write!(std::io::stdout(), "{err}");
-                std::process::exit(0);
-            }
-            // clap's first line says what is wrong; the rest is a usage reminder.
-            let text = err.to_string();
-            let first = text.lines().next().unwrap_or("bad command line");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            return Err(Failure::usage(format!("{first} (see hotrun --help)")));
-        }
-    };
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    // `hotrun drill …`; a command named drill runs with `hotrun -- drill`.
+    if args.get(1).is_some_and(|a| a == "drill") {
+        let mut rest = args.clone();
+        rest.remove(1);
+        let drill =
+            DrillArgs::try_parse_from(rest).map_err(|e| clap_failure(&e, "hotrun drill --help"))?;
+        return drill.into_config();
+    }
+    let args = Args::try_parse_from(args).map_err(|e| clap_failure(&e, "hotrun --help"))?;
     args.into_config()
+}
+
+/// Help and version end the process here; errors become one line.
+fn clap_failure(err: &clap::Error, help: &str) -> Failure {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = write!(std::io::stdout(), "{err}");
+        std::process::exit(0);
+    }
+    // clap's first line says what is wrong; the rest is a usage reminder.
+    let text = err.to_string();
+    let first = text.lines().next().unwrap_or("bad command line");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    Failure::usage(format!("{first} (see {help})"))
+}
+
+impl DrillArgs {
+    fn into_config(self) -> Result<Config, Failure> {
+        let mut config = self.run.into_config()?;
+        // A drill restarts on its own schedule, and a server that exits ends it.
+        config.watch_binary = None;
+        config.watch.clear();
+        config.settings.on_exit = OnExit::Exit;
+        let budget =
+            config.settings.ready_timeout + config.settings.grace * 2 + Duration::from_secs(10);
+        config.drill = Some(DrillConfig {
+            restarts: usize::try_from(self.restarts).unwrap_or(usize::MAX),
+            probe: self.probe,
+            summary_json: self.summary_json,
+            restart_budget: budget,
+            pause: self.pause,
+        });
+        Ok(config)
+    }
 }
 
 impl Args {
@@ -207,6 +279,8 @@ impl Args {
             },
             listen: self.listen,
             backlog: self.backlog,
+            events: self.events,
+            drill: None,
             quiet: self.quiet,
             color: self.color,
         })

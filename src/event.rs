@@ -33,6 +33,8 @@ pub(crate) enum Trigger {
     Signal(Signal),
     /// `--on-exit restart`: the previous generation exited on its own.
     Crashed,
+    /// `hotrun drill`: restart number N of the drill.
+    Drill(usize),
     /// The new generation exited while an older one was still stopping (it most likely
     /// found the older one still holding its port); it is started again once the older
     /// generation is gone.
@@ -47,6 +49,7 @@ impl fmt::Display for Trigger {
             Trigger::PathChanged(p) => write!(f, "{} changed", p.display()),
             Trigger::Signal(s) => f.write_str(s.as_str()),
             Trigger::Crashed => f.write_str("restart after exit"),
+            Trigger::Drill(n) => write!(f, "drill restart {n}"),
             Trigger::Retry => f.write_str("retry after the old generation was gone"),
         }
     }
@@ -239,7 +242,10 @@ pub(crate) enum Status {
     Stopped {
         generation: Generation,
         end: StopEnd,
+        /// Since the stop signal.
         after: Duration,
+        /// Since it started.
+        alive: Duration,
     },
     GraceExpired {
         generation: Generation,

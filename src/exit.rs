@@ -12,6 +12,8 @@ pub(crate) const FAILURE: i32 = 1;
 /// Bad command line: unknown option, bad value, no command, a `--watch` path that does
 /// not exist.
 pub(crate) const USAGE: i32 = 2;
+/// `hotrun drill`: a check failed (each failure is named in the summary).
+pub(crate) const DRILL_FAILED: i32 = 3;
 /// The command exists but cannot be executed (not executable, a directory, bad format).
 pub(crate) const CANNOT_EXECUTE: i32 = 126;
 /// The command was not found.
@@ -74,6 +76,6 @@ fn reraise(sig: i32) -> ExitCode {
     code(128 + sig)
 }
 
-fn code(c: i32) -> ExitCode {
+pub(crate) fn code(c: i32) -> ExitCode {
     ExitCode::from(u8::try_from(c & 0xff).unwrap_or(u8::MAX))
 }

@@ -4,7 +4,9 @@
 
 mod app;
 mod cli;
+mod drill;
 mod event;
+mod events;
 mod exit;
 mod guardian;
 mod process;
@@ -32,7 +34,7 @@ fn main() -> ExitCode {
         Err(failure) => return failure.report(),
     };
     match app::run(config) {
-        Ok(outcome) => exit::from_outcome(outcome),
+        Ok(code) => code,
         Err(failure) => failure.report(),
     }
 }

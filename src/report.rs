@@ -9,11 +9,14 @@ use std::time::Duration;
 use console::{Style, Term};
 
 use crate::cli::ColorChoice;
-use crate::event::{Status, StopEnd};
+use crate::event::{Outcome, Status, StopEnd};
+use crate::events::EventLog;
 
+/// Tells the user (stderr) and, with `--events`, the machine (JSON lines).
 pub(crate) struct Reporter {
     term: Term,
     quiet: bool,
+    events: EventLog,
 }
 
 enum Level {
@@ -24,7 +27,7 @@ enum Level {
 }
 
 impl Reporter {
-    pub(crate) fn new(quiet: bool, color: ColorChoice) -> Reporter {
+    pub(crate) fn new(quiet: bool, color: ColorChoice, events: EventLog) -> Reporter {
         match color {
             ColorChoice::Always => console::set_colors_enabled_stderr(true),
             ColorChoice::Never => console::set_colors_enabled_stderr(false),
@@ -33,20 +36,48 @@ impl Reporter {
         Reporter {
             term: Term::stderr(),
             quiet,
+            events,
         }
     }
 
-    pub(crate) fn status(&self, status: &Status) {
+    pub(crate) fn status(&mut self, status: &Status) {
         let (level, text) = describe(status);
         self.line(level, &text);
+        let failed = self.events.status(status);
+        self.events_failed(failed);
     }
 
-    pub(crate) fn warn(&self, text: &str) {
+    /// A problem that is not a lifecycle step; an `error` event too.
+    pub(crate) fn warn(&mut self, text: &str) {
         self.line(Level::Warn, text);
+        let failed = self
+            .events
+            .emit("error", serde_json::json!({ "message": text }));
+        self.events_failed(failed);
     }
 
-    pub(crate) fn info(&self, text: &str) {
+    /// A free-form line with its own event.
+    pub(crate) fn info(&mut self, text: &str, event: &str, fields: serde_json::Value) {
         self.line(Level::Info, text);
+        let failed = self.events.emit(event, fields);
+        self.events_failed(failed);
+    }
+
+    /// An event with no status line.
+    pub(crate) fn event(&mut self, event: &str, fields: serde_json::Value) {
+        let failed = self.events.emit(event, fields);
+        self.events_failed(failed);
+    }
+
+    pub(crate) fn exit(&mut self, outcome: Outcome) {
+        let failed = self.events.exit(outcome);
+        self.events_failed(failed);
+    }
+
+    fn events_failed(&self, failed: Option<String>) {
+        if let Some(why) = failed {
+            self.line(Level::Error, &why);
+        }
     }
 
     fn line(&self, level: Level, text: &str) {
@@ -90,6 +121,7 @@ fn describe(status: &Status) -> (Level, String) {
             generation,
             end: StopEnd::Clean(end),
             after,
+            ..
         } => (
             Level::Info,
             format!("{generation} stopped cleanly in {} ({end})", ms(*after)),
@@ -98,6 +130,7 @@ fn describe(status: &Status) -> (Level, String) {
             generation,
             end: StopEnd::Killed(end),
             after,
+            ..
         } => (
             Level::Warn,
             format!("{generation} killed after {} ({end})", ms(*after)),

@@ -251,6 +251,17 @@ impl Supervisor {
         earliest([spawn, debounce, self.restart_at, children, missing])
     }
 
+    /// For `hotrun drill`: whether nothing is under way, and which generation serves.
+    pub(crate) fn settled(&self) -> crate::drill::Settled {
+        crate::drill::Settled {
+            idle: matches!(self.mode, Mode::Serving)
+                && self.pending.is_none()
+                && self.restart_at.is_none()
+                && !self.restart_under_way(),
+            current: self.current,
+        }
+    }
+
     /// Whether `Exit` was returned.
     pub(crate) fn is_done(&self) -> bool {
         matches!(self.mode, Mode::Done)
@@ -611,6 +622,7 @@ impl Supervisor {
                     generation,
                     end: stop_end(stop, end),
                     after: now.saturating_duration_since(stop.sent),
+                    alive: now.saturating_duration_since(child.started),
                 }));
             } else {
                 out.push(Action::Report(Status::Exited {
@@ -652,6 +664,7 @@ impl Supervisor {
                 generation,
                 end: stop_end(stop, end),
                 after: now.saturating_duration_since(stop.sent),
+                alive: now.saturating_duration_since(child.started),
             }));
         } else if was_current && matches!(self.mode, Mode::Starting(_)) {
             // The new generation is on its way; it takes over when ready.

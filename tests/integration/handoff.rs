@@ -276,7 +276,7 @@ while True:
         .unwrap();
     h.expect(&["gen 1: python ready"]);
     h.expect(&["gen 1 ready after", "(READY=1)"]);
-    h.expect(&["stdout: barrier ok"]);
+    h.expect_anywhere(&["stdout: barrier ok"]);
     assert_eq!(ask(port).unwrap(), "gen=1");
     h.signal(Signal::SIGHUP);
     h.expect(&["gen 2 ready after"]);

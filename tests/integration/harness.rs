@@ -282,6 +282,28 @@ impl Hotrun {
         }
     }
 
+    /// Waits until any line so far contains every one of `words`, wherever it stands
+    /// (stdout and stderr are separate pipes, so their relative order is not fixed). The
+    /// cursor of `expect` does not move.
+    pub fn expect_anywhere(&mut self, words: &[&str]) -> String {
+        let mut found = None;
+        wait_until(
+            &format!("a line with {words:?}"),
+            || {
+                found = self
+                    .seen
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .find(|l| words.iter().all(|w| l.contains(w)))
+                    .cloned();
+                found.is_some()
+            },
+            || self.transcript(),
+        );
+        found.unwrap_or_default()
+    }
+
     /// How many lines so far contain every one of `words`.
     pub fn count(&self, words: &[&str]) -> usize {
         self.seen

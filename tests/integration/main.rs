@@ -3,6 +3,8 @@
 //! what happened to every process. One test binary, one module per area.
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
+/// --events JSON lines and `hotrun drill`.
+mod ci_mode;
 /// Socket handoff, readiness and rollback (zero-downtime restarts).
 mod handoff;
 /// Sandboxes, the hotrun driver, log reading and binary replacement styles.

@@ -1,0 +1,226 @@
+//! `--events PATH|-`: one JSON object per line for every lifecycle step, for CI jobs and
+//! tools. The lines are made from the same `Status` values as the human status lines, so
+//! both tell the same story. Every object has `ts` (RFC 3339, UTC, milliseconds) and a
+//! stable `event` name; the schema is in the README. Each line is flushed as written.
+//!
+//! A write error (disk full, a closed pipe) is reported once on stderr and the stream is
+//! dropped: supervision goes on.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value, json};
+
+use crate::event::{ChildEnd, Outcome, Status, StopEnd};
+
+/// Where the events go.
+pub(crate) struct EventLog {
+    out: Option<Box<dyn Write + Send>>,
+    /// Why the stream was dropped, if it was (told once).
+    pub(crate) failed: Option<String>,
+}
+
+impl EventLog {
+    /// `-` is stdout; anything else a file, created or truncated.
+    pub(crate) fn open(target: &Path) -> io::Result<EventLog> {
+        let out: Box<dyn Write + Send> = if target == Path::new("-") {
+            Box::new(io::stdout())
+        } else {
+            Box::new(File::create(target)?)
+        };
+        Ok(EventLog {
+            out: Some(out),
+            failed: None,
+        })
+    }
+
+    pub(crate) fn none() -> EventLog {
+        EventLog {
+            out: None,
+            failed: None,
+        }
+    }
+
+    /// Writes one event; returns the error text the first time writing fails.
+    pub(crate) fn emit(&mut self, event: &str, fields: Value) -> Option<String> {
+        let out = self.out.as_mut()?;
+        let mut object = Map::new();
+        object.insert(
+            "ts".into(),
+            Value::String(humantime::format_rfc3339_millis(SystemTime::now()).to_string()),
+        );
+        object.insert("event".into(), Value::String(event.into()));
+        if let Value::Object(fields) = fields {
+            object.extend(fields);
+        }
+        let mut line = Value::Object(object).to_string();
+        line.push('\n');
+        let result = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+        match result {
+            Ok(()) => None,
+            Err(err) => {
+                self.out = None;
+                let why = format!(
+                    "cannot write --events any more ({err}); events stop here, hotrun goes on"
+                );
+                self.failed = Some(why.clone());
+                Some(why)
+            }
+        }
+    }
+
+    pub(crate) fn status(&mut self, status: &Status) -> Option<String> {
+        let (event, fields) = describe(status);
+        self.emit(event, fields)
+    }
+
+    pub(crate) fn exit(&mut self, outcome: Outcome) -> Option<String> {
+        let fields = match outcome {
+            Outcome::Child { end, received } => {
+                let mut f = end_fields(end);
+                f["received"] = received.map_or(Value::Null, |s| s.as_str().into());
+                f
+            }
+            Outcome::Signaled(signal) => json!({ "received": signal.as_str() }),
+            Outcome::CannotStart(code) => json!({ "code": code, "cannot_start": true }),
+        };
+        self.emit("hotrun_exit", fields)
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// `{"code": 3}` or `{"signal": "SIGTERM"}`.
+fn end_fields(end: ChildEnd) -> Value {
+    match end {
+        ChildEnd::Exited(code) => json!({ "code": code, "signal": null }),
+        ChildEnd::Signaled(sig) => {
+            let name = nix::sys::signal::Signal::try_from(sig)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|_| sig.to_string());
+            json!({ "code": null, "signal": name })
+        }
+    }
+}
+
+fn with(mut base: Value, extra: Value) -> Value {
+    if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
+        b.extend(e);
+    }
+    base
+}
+
+/// The stable event name and fields of a lifecycle step.
+pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
+    match status {
+        Status::Started {
+            generation,
+            pid,
+            trigger,
+            latency,
+        } => (
+            "spawned",
+            json!({ "gen": generation.0, "pid": pid, "pgid": pid, "trigger": trigger.to_string(), "latency_ms": ms(*latency) }),
+        ),
+        Status::Ready {
+            generation,
+            after,
+            how,
+        } => (
+            "ready",
+            json!({ "gen": generation.0, "how": how, "ms": ms(*after) }),
+        ),
+        Status::StopSent { generation, signal } => (
+            "stop_sent",
+            json!({ "gen": generation.0, "signal": signal.as_str() }),
+        ),
+        Status::GraceExpired { generation, grace } => (
+            "killed",
+            json!({ "gen": generation.0, "signal": "SIGKILL", "grace_ms": ms(*grace) }),
+        ),
+        Status::Stopped {
+            generation,
+            end,
+            after,
+            alive,
+        } => {
+            let (end, killed) = match end {
+                StopEnd::Clean(e) => (*e, false),
+                StopEnd::Killed(e) => (*e, true),
+            };
+            (
+                "exited",
+                with(
+                    json!({ "gen": generation.0, "requested": true, "needed_kill": killed, "stop_ms": ms(*after), "alive_ms": ms(*alive) }),
+                    end_fields(end),
+                ),
+            )
+        }
+        Status::Exited {
+            generation,
+            end,
+            alive,
+        } => (
+            "exited",
+            with(
+                json!({ "gen": generation.0, "requested": false, "needed_kill": false, "alive_ms": ms(*alive) }),
+                end_fields(*end),
+            ),
+        ),
+        Status::Lingering { generation, end } => (
+            "group_outlived_leader",
+            with(json!({ "gen": generation.0 }), end_fields(*end)),
+        ),
+        Status::RetryAfterOld {
+            generation,
+            end,
+            older,
+        } => (
+            "restart_failed",
+            with(
+                json!({ "gen": generation.0, "why": "exited while the older generation was still stopping", "retry_after_gen": older.0 }),
+                end_fields(*end),
+            ),
+        ),
+        Status::SpawnFailed {
+            message,
+            still_serving,
+        } => (
+            "restart_failed",
+            json!({ "why": message, "serving": still_serving.map(|g| g.0) }),
+        ),
+        Status::NotReady {
+            generation,
+            after,
+            still_serving,
+        } => (
+            "rolled_back",
+            json!({ "gen": generation.0, "why": "not ready in time", "ms": ms(*after), "serving": still_serving.map(|g| g.0) }),
+        ),
+        Status::RolledBack {
+            generation,
+            end,
+            alive,
+            still_serving,
+        } => (
+            "rolled_back",
+            with(
+                json!({ "gen": generation.0, "why": "exited before ready", "alive_ms": ms(*alive), "serving": still_serving.0 }),
+                end_fields(*end),
+            ),
+        ),
+        Status::ChildSays { generation, text } => {
+            ("status", json!({ "gen": generation.0, "text": text }))
+        }
+        Status::Queued { trigger } => ("queued", json!({ "trigger": trigger.to_string() })),
+        Status::Waiting => ("waiting", json!({})),
+        Status::Backoff { delay } => ("backoff", json!({ "delay_ms": ms(*delay) })),
+        Status::BinaryMissing => ("binary_missing", json!({})),
+        Status::ShuttingDown { signal } => ("shutdown", json!({ "signal": signal.as_str() })),
+        Status::ForceKill => ("shutdown", json!({ "signal": "SIGKILL", "forced": true })),
+    }
+}
