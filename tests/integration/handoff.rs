@@ -280,6 +280,8 @@ while True:
     assert_eq!(ask(port).unwrap(), "gen=1");
     h.signal(Signal::SIGHUP);
     h.expect(&["gen 2 ready after"]);
+    // This server does not drain (SIGTERM kills it mid-request): ask once it is gone.
+    h.expect(&["gen 1 stopped"]);
     assert_eq!(ask(port).unwrap(), "gen=2");
 }
 
