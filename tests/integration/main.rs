@@ -17,3 +17,5 @@ mod lifecycle;
 mod restart;
 /// SIGINT/SIGTERM/SIGQUIT forwarding, second Ctrl-C, SIGKILL of hotrun, terminal hangup.
 mod signals;
+/// Bursts, rapid rebuilds, awkward timing, broken binaries and outputs.
+mod storms;
