@@ -218,13 +218,23 @@ impl World {
         }
     }
 
-    /// SIGCHLD: find which leaders exited (without reaping them).
+    /// SIGCHLD: find which leaders exited (without reaping them) or were stopped.
     fn collect_exits(&mut self, queue: &mut VecDeque<Event>) {
+        let mut any_exit = false;
         for (generation, leader) in &mut self.leaders {
             if leader.exited {
                 continue;
             }
+            let stopped = process::leader_stopped(leader.pid);
+            if let Some(signal) = stopped.filter(|_| leader.stopped.is_none()) {
+                queue.push_back(Event::LeaderStopped {
+                    generation: *generation,
+                    signal,
+                });
+            }
+            leader.stopped = stopped;
             if let Some(end) = process::leader_end(leader.pid) {
+                any_exit = true;
                 leader.exited = true;
                 queue.push_back(Event::LeaderExited {
                     generation: *generation,
@@ -233,6 +243,19 @@ impl World {
                 });
             }
         }
+        if any_exit && self.repair_sockets() {
+            // The generation serving holds the broken socket: replace it.
+            queue.push_back(Event::Restart(Trigger::SocketRebound));
+        }
+    }
+
+    /// Binds anew any listening socket a child broke; true if one was.
+    fn repair_sockets(&mut self) -> bool {
+        let told = self.listeners.repair();
+        for line in &told {
+            self.reporter.warn(line);
+        }
+        !told.is_empty()
     }
 
     /// SIGHUP also means "your terminal went away"; then `tcgetpgrp` fails (EIO).
@@ -246,6 +269,8 @@ impl World {
     fn execute(&mut self, action: Action, queue: &mut VecDeque<Event>) -> Option<Outcome> {
         match action {
             Action::Spawn { generation, .. } => {
+                // The new generation must not inherit a socket a child broke.
+                self.repair_sockets();
                 let binary = file_sig(&self.spawner.program);
                 let mut handoff = Handoff {
                     sockets: self.listeners.len(),
@@ -294,6 +319,13 @@ impl World {
                 }
             }
             Action::Signal { generation, signal } => {
+                // A stopped process acts on a signal only once continued (systemd sends
+                // SIGCONT after its stop signal for the same reason).
+                if let Some(leader) = self.leaders.get(&generation)
+                    && signal != Signal::SIGKILL
+                {
+                    let _ = leader.pgid.signal(Signal::SIGCONT);
+                }
                 if let Some(leader) = self.leaders.get(&generation)
                     && let Err(err) = leader.pgid.signal(signal)
                     && err != nix::errno::Errno::ESRCH

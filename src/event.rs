@@ -35,6 +35,9 @@ pub(crate) enum Trigger {
     Crashed,
     /// `hotrun drill`: restart number N of the drill.
     Drill(usize),
+    /// A listening socket was broken by a child and bound anew; the generation serving
+    /// holds the broken one.
+    SocketRebound,
     /// The new generation exited while an older one was still stopping (it most likely
     /// found the older one still holding its port); it is started again once the older
     /// generation is gone.
@@ -50,6 +53,7 @@ impl fmt::Display for Trigger {
             Trigger::Signal(s) => f.write_str(s.as_str()),
             Trigger::Crashed => f.write_str("restart after exit"),
             Trigger::Drill(n) => write!(f, "drill restart {n}"),
+            Trigger::SocketRebound => f.write_str("listening socket bound anew"),
             Trigger::Retry => f.write_str("retry after the old generation was gone"),
         }
     }
@@ -166,6 +170,8 @@ pub(crate) enum Event {
         end: ChildEnd,
         group_empty: bool,
     },
+    /// The generation's first process was stopped (SIGTTIN, SIGTTOU, SIGSTOP, SIGTSTP).
+    LeaderStopped { generation: Generation, signal: i32 },
     /// The answer to a `CheckGroup` action.
     GroupChecked { generation: Generation, empty: bool },
     /// A generation's `NOTIFY_SOCKET` got a message.
@@ -291,6 +297,11 @@ pub(crate) enum Status {
         end: ChildEnd,
         alive: Duration,
         still_serving: Generation,
+    },
+    /// Its first process is stopped by a signal (it hangs until continued).
+    Suspended {
+        generation: Generation,
+        signal: i32,
     },
     /// `STATUS=` from a generation's notify socket.
     ChildSays {

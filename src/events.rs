@@ -213,6 +213,10 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
                 end_fields(*end),
             ),
         ),
+        Status::Suspended { generation, signal } => (
+            "suspended",
+            json!({ "gen": generation.0, "signal": nix::sys::signal::Signal::try_from(*signal).map_or_else(|_| signal.to_string(), |s| s.as_str().to_string()) }),
+        ),
         Status::ChildSays { generation, text } => {
             ("status", json!({ "gen": generation.0, "text": text }))
         }

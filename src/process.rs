@@ -47,6 +47,8 @@ pub(crate) struct Leader {
     pub(crate) pgid: Pgid,
     /// Its exit was seen (it is a zombie until reaped).
     pub(crate) exited: bool,
+    /// The stop signal already reported while it is stopped.
+    pub(crate) stopped: Option<i32>,
 }
 
 /// The hidden first argument of the exec trampoline: `hotrun __hotrun_exec STATUS_FD
@@ -168,6 +170,7 @@ impl Spawner {
             pid,
             pgid: Pgid(pid),
             exited: false,
+            stopped: None,
         })
     }
 }
@@ -314,6 +317,24 @@ pub(crate) fn leader_end(pid: Pid) -> Option<ChildEnd> {
         libc::CLD_EXITED => Some(ChildEnd::Exited(status)),
         _ => Some(ChildEnd::Signaled(status)),
     }
+}
+
+/// The signal that stopped the leader, if it is stopped now (left reportable).
+pub(crate) fn leader_stopped(pid: Pid) -> Option<i32> {
+    // SAFETY: an all-zero siginfo_t is a valid value; waitid writes into it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable siginfo_t.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid.as_raw() as libc::id_t,
+            &mut info,
+            libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: waitid filled in the SIGCHLD fields of `info` (or left it zeroed).
+    let (si_pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    (rc == 0 && si_pid != 0 && info.si_code == libc::CLD_STOPPED).then_some(status)
 }
 
 /// Reaps an exited leader. After this its pgid may belong to someone else.

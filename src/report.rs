@@ -216,6 +216,7 @@ fn describe(status: &Status) -> (Level, String) {
                 ms(*alive)
             ),
         ),
+        Status::Suspended { generation, signal } => (Level::Error, suspended(*generation, *signal)),
         Status::ChildSays { generation, text } => (Level::Info, format!("{generation}: {text}")),
         Status::Queued { trigger } => (
             Level::Info,
@@ -242,6 +243,24 @@ fn describe(status: &Status) -> (Level, String) {
             "second signal: killing every process group now".into(),
         ),
     }
+}
+
+/// Why a generation hangs, and what to do about it.
+fn suspended(generation: crate::event::Generation, signal: i32) -> String {
+    let name = nix::sys::signal::Signal::try_from(signal).map_or("a signal", |s| s.as_str());
+    let why = match signal {
+        libc::SIGTTIN => {
+            "it read from the terminal, which only the foreground process group may do (each \
+             generation has its own group); hotrun gives it /dev/null unless --stdin is set: \
+             drop --stdin, or feed its input from a file or pipe"
+        }
+        libc::SIGTTOU => {
+            "it changed terminal settings (or wrote with `stty tostop`) from the background; \
+             redirect its output away from the terminal, or stop it touching the terminal"
+        }
+        _ => "`kill -CONT` its process group to resume it",
+    };
+    format!("{generation} is stopped by {name} and will hang: {why}")
 }
 
 /// `0.4 ms`, `14 ms`, `2.10 s`.

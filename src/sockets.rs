@@ -102,9 +102,70 @@ pub(crate) struct Listeners {
     pub(crate) bound: Vec<ListenAddr>,
     /// Unix socket files hotrun created (removed when it exits).
     created: Vec<PathBuf>,
+    backlog: i32,
 }
 
 impl Listeners {
+    /// Finds sockets that no longer listen and binds them anew at the same descriptor.
+    ///
+    /// A child that calls `shutdown()` on its copy of a listening socket (some servers do
+    /// it to wake their accept loop when they stop) breaks it for every holder: accept
+    /// fails with EINVAL and connections are refused. The broken socket still holds its
+    /// address, but a fresh one with SO_REUSEADDR can be bound beside it. Generations
+    /// started from now on get the fresh socket; the one serving has the broken one and
+    /// must be restarted. Returns one line per socket: what was found and what was done.
+    pub(crate) fn repair(&mut self) -> Vec<String> {
+        let mut told = Vec::new();
+        for i in 0..self.fds.len() {
+            let listening = matches!(
+                nix::sys::socket::getsockopt(&self.fds[i], sockopt::AcceptConn),
+                Ok(true)
+            );
+            if listening {
+                continue;
+            }
+            let addr = self.bound[i].clone();
+            let target = FIRST_FD + i as RawFd;
+            if let ListenAddr::Unix(path) = &addr {
+                let _ = std::fs::remove_file(path);
+            }
+            let spec = ListenSpec {
+                name: None,
+                addr: addr.clone(),
+            };
+            let fresh = bind_one(&spec, self.backlog).map(|(fd, _, _)| fd);
+            let result = fresh.map_err(|f| f.message).and_then(|fresh| {
+                // SAFETY: `target` is hotrun's own listening socket at that number; dup2
+                // atomically replaces it with the fresh one, which is then owned here.
+                let placed = unsafe {
+                    if libc::dup2(fresh.as_raw_fd(), target) < 0 {
+                        return Err(format!("dup2: {}", Errno::last()));
+                    }
+                    OwnedFd::from_raw_fd(target)
+                };
+                fcntl(placed.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+                    .map_err(|e| format!("close-on-exec: {e}"))?;
+                Ok(placed)
+            });
+            match result {
+                Ok(placed) => {
+                    // The old OwnedFd would close `target`, which now is the fresh socket.
+                    std::mem::forget(std::mem::replace(&mut self.fds[i], placed));
+                    told.push(format!(
+                        "the listening socket {addr} (fd {target}) was shut down by a child \
+                         (a server must close, not shutdown(), its listening socket); bound it \
+                         anew"
+                    ));
+                }
+                Err(err) => told.push(format!(
+                    "the listening socket {addr} (fd {target}) was shut down by a child and \
+                     cannot be bound anew: {err}; connections to it are refused"
+                )),
+            }
+        }
+        told
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.fds.is_empty()
     }
@@ -142,6 +203,7 @@ impl Drop for Listeners {
 /// descriptor.
 pub(crate) fn open(specs: &[ListenSpec], backlog: i32) -> Result<Listeners, Failure> {
     let mut listeners = Listeners::default();
+    listeners.backlog = backlog;
     for (fd, name) in inherited() {
         let addr = describe(fd.as_raw_fd());
         listeners.fds.push(fd);

@@ -297,6 +297,9 @@ impl Supervisor {
                 ready,
                 status,
             } => self.on_notify(generation, ready, status, now, &mut out),
+            Event::LeaderStopped { generation, signal } => {
+                out.push(Action::Report(Status::Suspended { generation, signal }));
+            }
             Event::Tick => self.on_tick(now, &mut out),
         }
         out

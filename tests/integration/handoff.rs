@@ -428,3 +428,22 @@ fn bad_listen_and_ready_values_get_one_line_and_exit_2() {
     assert!(Path::new(&existing).exists());
     drop(taken);
 }
+
+#[test]
+fn a_child_that_shuts_the_listening_socket_down_does_not_take_the_service_with_it() {
+    let sb = Sandbox::new();
+    let (mut h, port) = serve(
+        &sb,
+        &["--ready", "notify"],
+        &["--listen-fd", "--notify", "--shutdown-listener"],
+    );
+    h.expect(&["gen 1 ready"]);
+    h.signal(Signal::SIGHUP);
+    h.expect(&["gen 2 ready"]);
+    // gen 1 shuts the shared socket down as it stops: hotrun binds it anew and replaces
+    // gen 2, which holds the broken one.
+    h.expect(&["was shut down by a child", "bound it anew"]);
+    h.expect(&["gen 3 started", "(listening socket bound anew)"]);
+    h.expect(&["gen 3 ready"]);
+    assert_eq!(ask(port).unwrap(), "gen=3");
+}

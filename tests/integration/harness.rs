@@ -444,3 +444,38 @@ pub fn touch(path: &Path) {
         .expect("touch");
     f.write_all(b"x\n").expect("write marker");
 }
+
+/// A new pseudo-terminal: (master, slave), both close-on-exec so that no other test's
+/// child keeps them open.
+#[cfg(target_os = "linux")]
+pub fn open_pty() -> (std::os::fd::OwnedFd, fs::File) {
+    use nix::fcntl::OFlag;
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    use std::os::unix::fs::OpenOptionsExt;
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let slave = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(ptsname_r(&master).unwrap())
+        .unwrap();
+    (std::os::fd::OwnedFd::from(master), slave)
+}
+
+/// Makes the command a session leader with `slave` as its stdin and controlling terminal
+/// (as a login shell would be). Use with `Hotrun::start_opts(.., false, ..)`.
+#[cfg(target_os = "linux")]
+pub fn with_controlling_tty(cmd: &mut Command, slave: fs::File) {
+    cmd.stdin(Stdio::from(slave));
+    // SAFETY: setsid and ioctl are async-signal-safe; nothing is allocated.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

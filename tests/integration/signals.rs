@@ -89,21 +89,7 @@ fn sigkill_of_hotrun_leaves_no_process_behind() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_terminal_hangup_shuts_down_instead_of_restarting() {
-    use nix::fcntl::OFlag;
-    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-    use std::os::unix::process::CommandExt;
-    use std::process::Stdio;
-
-    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).unwrap();
-    grantpt(&master).unwrap();
-    unlockpt(&master).unwrap();
-    let slave_name = ptsname_r(&master).unwrap();
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(&slave_name)
-        .unwrap();
+    let (master, slave) = open_pty();
 
     let sb = Sandbox::new();
     let app = sb.install_fixture("app");
@@ -111,19 +97,7 @@ fn a_terminal_hangup_shuts_down_instead_of_restarting() {
     let mut h = Hotrun::start_opts(
         &[app.as_os_str(), "--log".as_ref(), log.arg()],
         false,
-        |cmd| {
-            cmd.stdin(Stdio::from(slave));
-            // SAFETY: setsid and ioctl are async-signal-safe; nothing is allocated.
-            unsafe {
-                cmd.pre_exec(|| {
-                    // A session of its own, with the pty as its controlling terminal.
-                    if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        },
+        |cmd| with_controlling_tty(cmd, slave),
     );
     h.expect(&["gen 1 started"]);
     let child = pid_in(&log.wait_for(&["start gen=1"]));
@@ -136,12 +110,34 @@ fn a_terminal_hangup_shuts_down_instead_of_restarting() {
     log.wait_for(&["signal gen=1 sig=SIGTERM"]);
 }
 
-trait OpenOptionsFlags {
-    fn custom_flags(&mut self, flags: i32) -> &mut Self;
-}
-
-impl OpenOptionsFlags for std::fs::OpenOptions {
-    fn custom_flags(&mut self, flags: i32) -> &mut Self {
-        std::os::unix::fs::OpenOptionsExt::custom_flags(self, flags)
-    }
+#[cfg(target_os = "linux")]
+#[test]
+fn a_child_stopped_for_reading_the_terminal_is_reported() {
+    let (master, slave) = open_pty();
+    let sb = Sandbox::new();
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    // hotrun owns the terminal; with --stdin the child (in its own, background, group)
+    // reads it and is stopped by SIGTTIN.
+    let mut h = Hotrun::start_opts(
+        &[
+            "--stdin".as_ref(),
+            "--grace".as_ref(),
+            "300ms".as_ref(),
+            "--".as_ref(),
+            app.as_os_str(),
+            "--log".as_ref(),
+            log.arg(),
+            "--read-stdin".as_ref(),
+        ],
+        false,
+        |cmd| with_controlling_tty(cmd, slave),
+    );
+    h.expect(&["gen 1 is stopped by SIGTTIN and will hang", "drop --stdin"]);
+    // Stopping it still works (SIGCONT goes with the stop signal; SIGKILL if need be).
+    h.signal(Signal::SIGTERM);
+    h.wait();
+    let child = pid_in(&log.wait_for(&["start gen=1"]));
+    wait_gone(child);
+    drop(master);
 }
