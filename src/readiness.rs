@@ -145,7 +145,12 @@ impl Reader {
                 self.socket.as_raw_fd(),
                 &mut iov,
                 Some(&mut cmsg),
+                // The descriptors are closed right away; close-on-exec guards the moment
+                // in between where the platform has it.
+                #[cfg(target_os = "linux")]
                 MsgFlags::MSG_CMSG_CLOEXEC,
+                #[cfg(not(target_os = "linux"))]
+                MsgFlags::empty(),
             );
             let (len, fds) = match received {
                 Ok(msg) => {

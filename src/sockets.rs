@@ -303,6 +303,11 @@ fn bind_one(
             spec.addr
         ))
     };
+    // macOS has no SOCK_CLOEXEC: close-on-exec is set right after, while hotrun has not
+    // started a thread (nothing can fork in between).
+    #[cfg(target_os = "macos")]
+    let flags = SockFlag::empty();
+    #[cfg(not(target_os = "macos"))]
     let flags = SockFlag::SOCK_CLOEXEC;
     let backlog = Backlog::new(backlog).map_err(|e| fail("listen", e))?;
     match &spec.addr {
@@ -314,6 +319,7 @@ fn bind_one(
             };
             let fd = socket(family, SockType::Stream, flags, None)
                 .map_err(|e| fail("create a socket", e))?;
+            cloexec(&fd).map_err(|e| fail("set close-on-exec", e))?;
             // No SO_REUSEPORT: a second hotrun on the same port must fail, not share it.
             setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| fail("set SO_REUSEADDR", e))?;
             match addr {
@@ -334,6 +340,7 @@ fn bind_one(
             }
             let fd = socket(AddressFamily::Unix, SockType::Stream, flags, None)
                 .map_err(|e| fail("create a socket", e))?;
+            cloexec(&fd).map_err(|e| fail("set close-on-exec", e))?;
             let unix =
                 UnixAddr::new(path.as_os_str().as_bytes()).map_err(|e| fail("use the path", e))?;
             bind(fd.as_raw_fd(), &unix).map_err(|e| fail("bind", e))?;
@@ -341,6 +348,10 @@ fn bind_one(
             Ok((fd, ListenAddr::Unix(path.clone()), Some(path.clone())))
         }
     }
+}
+
+fn cloexec(fd: &OwnedFd) -> nix::Result<()> {
+    fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map(drop)
 }
 
 fn describe(fd: RawFd) -> ListenAddr {

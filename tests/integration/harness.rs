@@ -149,6 +149,25 @@ pub fn pid_in(line: &str) -> i32 {
 }
 
 /// Whether a process is gone (no such pid, or a zombie waiting for its reaper).
+#[cfg(not(target_os = "linux"))]
+pub fn is_gone(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return true;
+    }
+    // A zombie still answers kill(0): ask ps for its state.
+    Command::new("ps")
+        .args(["-o", "stat=", "-p", &pid.to_string()])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// Whether a process is gone (no such pid, or a zombie waiting for its reaper).
+#[cfg(target_os = "linux")]
 pub fn is_gone(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
@@ -403,6 +422,7 @@ pub fn replace_like_ld(src: &Path, dest: &Path) {
 }
 
 /// `cp --remove-destination` (and Go's copy when it cannot rename).
+#[cfg(target_os = "linux")]
 pub fn replace_with_cp(src: &Path, dest: &Path) {
     run_tool(
         Command::new("cp")

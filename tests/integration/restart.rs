@@ -85,6 +85,8 @@ fn ld_style_rewrite_restarts_once_after_the_chmod() {
     restarts_exactly_once(replace_like_ld);
 }
 
+// BSD cp (macOS) has no --remove-destination.
+#[cfg(target_os = "linux")]
 #[test]
 fn cp_remove_destination_restarts_once() {
     restarts_exactly_once(replace_with_cp);

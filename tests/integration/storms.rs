@@ -2,11 +2,14 @@
 //! binaries and broken outputs. After each, exactly the expected processes are alive.
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+#[cfg(target_os = "linux")]
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
+#[cfg(target_os = "linux")]
+use nix::{sys::signal::kill, unistd::Pid};
 
 use crate::harness::*;
 
@@ -105,6 +108,7 @@ fn start(sb: &Sandbox, tag: &str, hotrun_args: &[&str], fixture_args: &[&str]) -
     h
 }
 
+#[cfg(target_os = "linux")]
 fn tag_of(sb: &Sandbox) -> String {
     sb.path("").display().to_string()
 }
