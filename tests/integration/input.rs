@@ -89,3 +89,88 @@ fn help_and_version_exit_zero() {
     let (code, _) = run(&["--version"]);
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn paths_with_spaces_and_non_utf8_bytes_work() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let sb = Sandbox::new();
+    let dir = sb.path("dir with spaces \u{e9}");
+    fs::create_dir(&dir).unwrap();
+    let app = dir.join(OsStr::from_bytes(b"app\xff\xfe"));
+    replace_by_rename(&fixture_exe(), &app);
+    let watched = dir.join(OsStr::from_bytes(b"watch \xff"));
+    fs::create_dir(&watched).unwrap();
+    let log = sb.log();
+    let mut h = Hotrun::start(&[
+        "--watch".as_ref(),
+        watched.as_os_str(),
+        "--".as_ref(),
+        app.as_os_str(),
+        "--log".as_ref(),
+        log.arg(),
+    ]);
+    h.expect(&["gen 1 started"]);
+    log.wait_for(&["start gen=1"]);
+    replace_by_rename(&fixture_exe(), &app);
+    h.expect(&["gen 2 started", "(binary changed)"]);
+    touch(&watched.join("f"));
+    h.expect(&["gen 3 started", "changed"]);
+    // A missing one is named in the error, bytes shown as replacement characters.
+    let missing = dir.join(OsStr::from_bytes(b"gone\xff"));
+    let out = Command::new(hotrun_exe())
+        .arg("--")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{stderr}");
+    assert!(stderr.contains("gone\u{fffd}"), "{stderr}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_port_that_needs_privileges_is_one_line_and_exit_2() {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Unprivileged already: the plain case.
+        let (code, stderr) = run(&["--listen", "127.0.0.1:1", "--", "true"]);
+        assert_eq!(code, Some(2), "{stderr:?}");
+        assert!(
+            stderr[0].contains("ports below 1024 need privileges"),
+            "{stderr:?}"
+        );
+        return;
+    }
+    // As root, drop to nobody for this one run.
+    let mut cmd = Command::new(hotrun_exe());
+    cmd.args(["--listen", "127.0.0.1:1", "--", "true"]);
+    // SAFETY: setgroups/setgid/setuid are async-signal-safe system calls.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let Ok(out) = cmd.output() else {
+        eprintln!("cannot run hotrun as nobody here: skipped");
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("Permission denied (os error 13)") && stderr.contains("exec") {
+        eprintln!("nobody cannot execute the test binary here: skipped");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("ports below 1024 need privileges"),
+        "{stderr}"
+    );
+}
