@@ -571,13 +571,21 @@ impl Supervisor {
             return;
         }
         // The leader is gone but not its group: stop what is left, then keep looking.
-        if child.stop.is_none() {
+        let asked = child.stop.is_some();
+        if !asked {
             out.push(Action::Report(Status::Lingering { generation, end }));
         }
         if let Some(exit) = child.exit.as_mut() {
             exit.recheck_at = Some(now + exit.poll);
         }
-        self.stop(generation, signal, now, out);
+        if asked {
+            // Once more for what is left: a process forked after the first signal (the
+            // leader was spawning it when the signal came) never got it. The grace
+            // deadline stays as it was.
+            out.push(Action::Signal { generation, signal });
+        } else {
+            self.stop(generation, signal, now, out);
+        }
     }
 
     fn on_group_checked(

@@ -433,6 +433,26 @@ fn a_group_that_outlives_its_leader_is_stopped_and_waited_for() {
 }
 
 #[test]
+fn stragglers_get_the_stop_signal_again_when_the_leader_exits() {
+    let mut h = running(OnExit::Wait);
+    h.hup();
+    h.spawned(2);
+    let deadline = h.sup.next_deadline();
+    // gen 1's leader exits on SIGTERM, but a process it forked at that moment is left.
+    let a = h.ev(Event::LeaderExited {
+        generation: Generation(1),
+        end: ChildEnd::Exited(0),
+        group_empty: false,
+    });
+    assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
+    assert!(!reported(&a, |s| matches!(s, Status::Lingering { .. })));
+    assert!(
+        h.sup.next_deadline() <= deadline,
+        "the grace deadline is kept"
+    );
+}
+
+#[test]
 fn a_new_generation_that_loses_the_port_is_retried_once_the_old_is_gone() {
     let mut h = running(OnExit::Wait);
     h.hup();

@@ -109,6 +109,23 @@ struct Lines {
 }
 
 impl Lines {
+    /// The next line with any of these prefixes-with-words.
+    fn expect_any(&self, alternatives: &[&[&str]]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let line = self
+                .rx
+                .recv_deadline(deadline)
+                .unwrap_or_else(|_| panic!("no line with any of {alternatives:?} within 60 s"));
+            if alternatives
+                .iter()
+                .any(|words| words.iter().all(|w| line.contains(w)))
+            {
+                return line;
+            }
+        }
+    }
+
     fn expect(&self, words: &[&str]) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -279,4 +296,168 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// hotrun without passed sockets: the server binds its fixed port itself, 200 ms after it
+/// starts. Every restart leaves a gap in which connections are refused.
+pub(crate) fn hotrun_fixed_port(hotrun: &Path, fixture: &Path, restarts: usize) -> LoadResult {
+    let dir = tempfile::Builder::new()
+        .prefix("hotrun-load-")
+        .tempdir()
+        .unwrap();
+    let app = dir.path().join("app");
+    let log = dir.path().join("log");
+    crate::copy_rename(fixture, &app);
+    let port = free_port();
+    let mut child = Command::new(hotrun)
+        .args(["--quiet", "--"])
+        .arg(&app)
+        .arg("--log")
+        .arg(&log)
+        .args(["--port", &port.to_string(), "--startup-ms", STARTUP_MS])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let listening = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("listening gen=")
+            .count()
+            < n
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no new generation listening in 60 s"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+    };
+    listening(1);
+    let client = Client::start(port);
+    for n in 2..restarts + 2 {
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP).unwrap();
+        listening(n);
+    }
+    let result = client.finish(restarts);
+    stop(&mut child);
+    result
+}
+
+pub(crate) struct SoakResult {
+    pub(crate) restarts: usize,
+    pub(crate) seconds: f64,
+    pub(crate) fds: (usize, usize),
+    pub(crate) rss_kib: (u64, u64),
+    pub(crate) leftover: usize,
+    pub(crate) zombies: usize,
+    /// Generations that needed SIGKILL.
+    pub(crate) killed: usize,
+}
+
+/// `restarts` SIGHUP restarts of a server that forks a grandchild; hotrun's descriptors
+/// and memory before and after, and what is left over.
+pub(crate) fn soak(hotrun: &Path, fixture: &Path, restarts: usize) -> SoakResult {
+    let dir = tempfile::Builder::new()
+        .prefix("hotrun-soak-")
+        .tempdir()
+        .unwrap();
+    let app = dir.path().join("app");
+    let log = dir.path().join("log");
+    crate::copy_rename(fixture, &app);
+    let mut child = Command::new(hotrun)
+        .arg("--")
+        .arg(&app)
+        .arg("--log")
+        .arg(&log)
+        .arg("--grandchild")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = unbounded();
+    let stderr = child.stderr.take().unwrap();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let lines = Lines { rx };
+    lines.expect(&["gen 1 started"]);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let fds_start = fds();
+    let rss_start = crate::rss_kib(pid);
+    let started = Instant::now();
+    let mut killed = 0;
+    for g in 2..restarts + 2 {
+        kill(Pid::from_raw(pid as i32), Signal::SIGHUP).unwrap();
+        lines.expect(&[&format!("gen {g} started")]);
+        let old = format!("gen {} ", g - 1);
+        let line = lines.expect_any(&[&[&old, "stopped cleanly"], &[&old, "killed after"]]);
+        if line.contains("killed after") {
+            killed += 1;
+            eprintln!("soak: {line}");
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let fds_end = fds();
+    let rss_end = crate::rss_kib(pid);
+    // Every grandchild but the last generation's must be gone, and hotrun must have
+    // reaped every generation but the running one.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let grandchildren: Vec<u32> = text
+        .lines()
+        .filter(|l| l.starts_with("grandchild "))
+        .filter_map(|l| l.split("pid=").nth(1).and_then(|p| p.trim().parse().ok()))
+        .collect();
+    let alive = |p: &u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
+    };
+    let leftover = grandchildren
+        .iter()
+        .filter(|p| alive(p))
+        .count()
+        .saturating_sub(1);
+    let zombies = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+                .filter(|p| {
+                    let stat =
+                        std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                    let rest = stat.rsplit(')').next().unwrap_or("");
+                    let mut f = rest.split_whitespace();
+                    let state = f.next();
+                    let ppid = f.next().and_then(|v| v.parse::<u32>().ok());
+                    state == Some("Z") && ppid == Some(pid)
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    stop(&mut child);
+    SoakResult {
+        restarts,
+        seconds,
+        fds: (fds_start, fds_end),
+        rss_kib: (rss_start, rss_end),
+        leftover,
+        zombies,
+        killed,
+    }
 }

@@ -36,7 +36,7 @@ const TARGET_LD_MS: f64 = 200.0;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let what = match args.first().map(String::as_str) {
-        Some(w @ ("reaction" | "load" | "all")) => w.to_string(),
+        Some(w @ ("reaction" | "load" | "soak" | "all")) => w.to_string(),
         _ => "all".to_string(),
     };
     let count: Option<usize> = args.iter().find_map(|a| a.parse().ok());
@@ -51,12 +51,39 @@ fn main() {
         hotrun.display()
     );
     println!("machine: {} cores, {}", cores(), kernel());
-    if what != "load" {
+    let all = what == "all";
+    if all || what == "reaction" {
         reaction(&hotrun, &fixture, count.unwrap_or(21).max(15));
     }
-    if what != "reaction" {
+    if all || what == "load" {
         downtime(&hotrun, &fixture, count.unwrap_or(100).max(5));
     }
+    if all || what == "soak" {
+        soak(&hotrun, &fixture, count.unwrap_or(10_000).max(10));
+    }
+}
+
+fn soak(hotrun: &Path, fixture: &Path, restarts: usize) {
+    println!();
+    let r = load::soak(hotrun, fixture, restarts);
+    println!(
+        "soak: {} restarts of a server that forks a grandchild, in {:.0} s ({:.1} ms each)",
+        r.restarts,
+        r.seconds,
+        r.seconds * 1e3 / r.restarts as f64
+    );
+    let flat = r.fds.0 == r.fds.1 && r.leftover == 0 && r.zombies == 0;
+    println!(
+        "  hotrun's open fds {} -> {}; RSS {:.2} -> {:.2} MiB; leftover processes {}; zombies {}; needed SIGKILL {}{}",
+        r.fds.0,
+        r.fds.1,
+        r.rss_kib.0 as f64 / 1024.0,
+        r.rss_kib.1 as f64 / 1024.0,
+        r.leftover,
+        r.zombies,
+        r.killed,
+        if flat { "" } else { "  MISS" }
+    );
 }
 
 fn downtime(hotrun: &Path, fixture: &Path, restarts: usize) {
@@ -73,6 +100,10 @@ fn downtime(hotrun: &Path, fixture: &Path, restarts: usize) {
         (
             "hotrun, broken build then good build",
             load::hotrun_broken_builds(hotrun, fixture, rounds),
+        ),
+        (
+            "hotrun, no passed socket (fixed port)",
+            load::hotrun_fixed_port(hotrun, fixture, rounds),
         ),
     ];
     if which("systemfd") && which("watchexec") {
@@ -111,6 +142,9 @@ fn reaction(hotrun: &Path, fixture: &Path, runs: usize) {
     }
     if which("watchexec") {
         tools.push(Tool::Watchexec);
+    }
+    if which("nodemon") {
+        tools.push(Tool::Nodemon);
     }
     let names: Vec<&str> = tools.iter().map(Tool::name).collect();
     println!("tools: {}", names.join(", "));
@@ -208,6 +242,7 @@ enum Tool {
     Hotrun(PathBuf),
     Entr,
     Watchexec,
+    Nodemon,
 }
 
 impl Tool {
@@ -216,6 +251,7 @@ impl Tool {
             Tool::Hotrun(_) => "hotrun",
             Tool::Entr => "entr",
             Tool::Watchexec => "watchexec",
+            Tool::Nodemon => "nodemon",
         }
     }
 
@@ -232,6 +268,15 @@ impl Tool {
                 // entr reads the files to watch from stdin; -r restarts, -n: no tty.
                 let mut c = Command::new("entr");
                 c.arg("-rn").args(&fixture_args);
+                c
+            }
+            Tool::Nodemon => {
+                // nodemon runs --exec through a shell; the paths here have no spaces.
+                let mut c = Command::new("nodemon");
+                c.args(["--quiet", "--watch"])
+                    .arg(app)
+                    .arg("--exec")
+                    .arg(format!("{} --log {}", app.display(), log.display()));
                 c
             }
             Tool::Watchexec => {
