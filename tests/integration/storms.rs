@@ -379,3 +379,22 @@ fn events_to_a_closed_pipe_are_reported_once_and_supervision_goes_on() {
     h.signal(Signal::SIGTERM);
     h.wait();
 }
+
+#[test]
+fn a_group_of_many_processes_is_stopped_whole() {
+    let sb = Sandbox::new();
+    let mut h = start(&sb, "t", &[], &["--grandchildren", "40"]);
+    let log = sb.log();
+    wait_until(
+        "40 grandchildren",
+        || log.count(&["grandchild gen=1"]) == 40,
+        || log.lines().join("\n"),
+    );
+    h.signal(Signal::SIGHUP);
+    h.expect(&["gen 1 stopped cleanly"]);
+    for line in log.lines().iter().filter(|l| l.starts_with("grandchild gen=1")) {
+        assert!(is_gone(pid_in(line)), "{line} outlived its generation");
+    }
+    h.signal(Signal::SIGTERM);
+    h.wait();
+}
