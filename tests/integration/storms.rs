@@ -392,7 +392,11 @@ fn a_group_of_many_processes_is_stopped_whole() {
     );
     h.signal(Signal::SIGHUP);
     h.expect(&["gen 1 stopped cleanly"]);
-    for line in log.lines().iter().filter(|l| l.starts_with("grandchild gen=1")) {
+    for line in log
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("grandchild gen=1"))
+    {
         assert!(is_gone(pid_in(line)), "{line} outlived its generation");
     }
     h.signal(Signal::SIGTERM);
