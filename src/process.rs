@@ -294,9 +294,9 @@ fn spawn_failure(program: &Path, err: &io::Error) -> SpawnFailure {
     }
 }
 
-/// The leader's end, if it has ended; it stays a zombie (`WNOWAIT`) so that its pgid stays
-/// reserved until `reap`.
-pub(crate) fn leader_end(pid: Pid) -> Option<ChildEnd> {
+/// `waitid(P_PID, pid, flags | WNOHANG | WNOWAIT)`: the child's state change without
+/// reaping it, as (si_code, si_status).
+fn peek(pid: Pid, flags: libc::c_int) -> Option<(libc::c_int, libc::c_int)> {
     // SAFETY: an all-zero siginfo_t is a valid value; waitid writes into it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: `info` is a valid, writable siginfo_t.
@@ -305,36 +305,29 @@ pub(crate) fn leader_end(pid: Pid) -> Option<ChildEnd> {
             libc::P_PID,
             pid.as_raw() as libc::id_t,
             &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            flags | libc::WNOHANG | libc::WNOWAIT,
         )
     };
     // SAFETY: waitid filled in the SIGCHLD fields of `info` (or left it zeroed).
     let (si_pid, status) = unsafe { (info.si_pid(), info.si_status()) };
-    if rc != 0 || si_pid == 0 {
-        return None;
-    }
-    match info.si_code {
-        libc::CLD_EXITED => Some(ChildEnd::Exited(status)),
-        _ => Some(ChildEnd::Signaled(status)),
+    (rc == 0 && si_pid != 0).then_some((info.si_code, status))
+}
+
+/// The leader's end, if it has ended; it stays a zombie (`WNOWAIT`) so that its pgid stays
+/// reserved until `reap`.
+pub(crate) fn leader_end(pid: Pid) -> Option<ChildEnd> {
+    match peek(pid, libc::WEXITED)? {
+        (libc::CLD_EXITED, code) => Some(ChildEnd::Exited(code)),
+        (_, signal) => Some(ChildEnd::Signaled(signal)),
     }
 }
 
 /// The signal that stopped the leader, if it is stopped now (left reportable).
 pub(crate) fn leader_stopped(pid: Pid) -> Option<i32> {
-    // SAFETY: an all-zero siginfo_t is a valid value; waitid writes into it.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `info` is a valid, writable siginfo_t.
-    let rc = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid.as_raw() as libc::id_t,
-            &mut info,
-            libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    // SAFETY: waitid filled in the SIGCHLD fields of `info` (or left it zeroed).
-    let (si_pid, status) = unsafe { (info.si_pid(), info.si_status()) };
-    (rc == 0 && si_pid != 0 && info.si_code == libc::CLD_STOPPED).then_some(status)
+    match peek(pid, libc::WSTOPPED)? {
+        (libc::CLD_STOPPED, signal) => Some(signal),
+        _ => None,
+    }
 }
 
 /// Reaps an exited leader. After this its pgid may belong to someone else.

@@ -259,21 +259,7 @@ pub(crate) fn systemfd_watchexec_restarts(fixture: &Path, restarts: usize) -> Lo
         .process_group(0)
         .spawn()
         .unwrap();
-    let serving = |n: usize| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .matches("serving gen=")
-            .count()
-            < n
-        {
-            assert!(
-                Instant::now() < deadline,
-                "watchexec did not restart in 60 s"
-            );
-            thread::sleep(Duration::from_millis(1));
-        }
-    };
+    let serving = |n: usize| wait_log_count(&log, "serving gen=", n);
     serving(1);
     let client = Client::start(port);
     for n in 2..restarts + 2 {
@@ -289,6 +275,24 @@ pub(crate) fn systemfd_watchexec_restarts(fixture: &Path, restarts: usize) -> Lo
 }
 
 use std::os::unix::process::CommandExt;
+
+/// Waits until the fixture's log holds `n` lines with `needle`.
+fn wait_log_count(log: &Path, needle: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+        < n
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no {n}th '{needle}' in {} within 60 s",
+            log.display()
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -320,21 +324,7 @@ pub(crate) fn hotrun_fixed_port(hotrun: &Path, fixture: &Path, restarts: usize) 
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let listening = |n: usize| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .matches("listening gen=")
-            .count()
-            < n
-        {
-            assert!(
-                Instant::now() < deadline,
-                "no new generation listening in 60 s"
-            );
-            thread::sleep(Duration::from_millis(1));
-        }
-    };
+    let listening = |n: usize| wait_log_count(&log, "listening gen=", n);
     listening(1);
     let client = Client::start(port);
     for n in 2..restarts + 2 {

@@ -186,6 +186,24 @@ pub fn wait_gone(pid: i32) {
     );
 }
 
+/// Starts hotrun on the fixture installed as `app` in the sandbox, logging to the
+/// sandbox's log; returns once the first generation has logged its start.
+pub fn start_fixture(sb: &Sandbox, hotrun_args: &[&str], fixture_args: &[&str]) -> Hotrun {
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let mut args: Vec<&OsStr> = hotrun_args.iter().map(|a| OsStr::new(*a)).collect();
+    args.extend([
+        OsStr::new("--"),
+        app.as_os_str(),
+        OsStr::new("--log"),
+        log.arg(),
+    ]);
+    args.extend(fixture_args.iter().map(|a| OsStr::new(*a)));
+    let h = Hotrun::start(&args);
+    log.wait_for(&["start gen=1"]);
+    h
+}
+
 /// A running `hotrun`, with its stderr collected line by line.
 pub struct Hotrun {
     child: Child,

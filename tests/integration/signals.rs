@@ -9,19 +9,8 @@ use nix::sys::signal::Signal;
 use crate::harness::*;
 
 fn start(sb: &Sandbox, hotrun_args: &[&str], fixture_args: &[&str]) -> Hotrun {
-    let app = sb.install_fixture("app");
-    let log = sb.log();
-    let mut args: Vec<&std::ffi::OsStr> = hotrun_args
-        .iter()
-        .map(|a| std::ffi::OsStr::new(*a))
-        .collect();
-    args.push("--".as_ref());
-    args.push(app.as_os_str());
-    args.extend(["--log".as_ref(), log.arg()]);
-    args.extend(fixture_args.iter().map(|a| std::ffi::OsStr::new(*a)));
-    let mut h = Hotrun::start(&args);
+    let mut h = start_fixture(sb, hotrun_args, fixture_args);
     h.expect(&["gen 1 started"]);
-    log.wait_for(&["start gen=1"]);
     h
 }
 

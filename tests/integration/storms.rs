@@ -93,19 +93,9 @@ fn settle(h: &Hotrun, tag: &str) -> i32 {
 }
 
 fn start(sb: &Sandbox, tag: &str, hotrun_args: &[&str], fixture_args: &[&str]) -> Hotrun {
-    let app = sb.install_fixture("app");
-    let log = sb.log();
-    let mut args: Vec<&std::ffi::OsStr> = hotrun_args
-        .iter()
-        .map(|a| std::ffi::OsStr::new(*a))
-        .collect();
-    args.push("--".as_ref());
-    args.push(app.as_os_str());
-    args.extend(["--log".as_ref(), log.arg(), "--tag".as_ref(), tag.as_ref()]);
-    args.extend(fixture_args.iter().map(|a| std::ffi::OsStr::new(*a)));
-    let h = Hotrun::start(&args);
-    log.wait_for(&["start gen=1"]);
-    h
+    let mut with_tag = vec!["--tag", tag];
+    with_tag.extend_from_slice(fixture_args);
+    start_fixture(sb, hotrun_args, &with_tag)
 }
 
 #[cfg(target_os = "linux")]
