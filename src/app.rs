@@ -6,14 +6,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use crossbeam_channel::{Sender, unbounded};
 use nix::fcntl::{OFlag, open};
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
-
-use std::process::ExitCode;
 
 use crate::cli::Config;
 use crate::drill::Drill;
@@ -126,13 +125,15 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
                 drill.observe(status);
             }
             if let Some(outcome) = world.execute(action, &mut queue) {
-                return Ok(
-                    match drill.map(|d| d.finish(outcome, &mut std::io::stdout())) {
-                        Some(true) => ExitCode::SUCCESS,
-                        Some(false) => exit::code(exit::DRILL_FAILED),
-                        None => exit::from_outcome(outcome),
-                    },
-                );
+                let verdict = drill.map(|d| d.finish(outcome, &mut std::io::stdout()));
+                // Clean up (unix socket files, the notify directory) before the exit,
+                // which may be a re-raised signal that skips destructors.
+                drop(world);
+                return Ok(match verdict {
+                    Some(true) => ExitCode::SUCCESS,
+                    Some(false) => exit::code(exit::DRILL_FAILED),
+                    None => exit::from_outcome(outcome),
+                });
             }
         }
         if queue.is_empty()

@@ -447,3 +447,28 @@ fn a_child_that_shuts_the_listening_socket_down_does_not_take_the_service_with_i
     h.expect(&["gen 3 ready"]);
     assert_eq!(ask(port).unwrap(), "gen=3");
 }
+
+#[test]
+fn the_unix_socket_is_removed_even_when_hotrun_dies_of_the_forwarded_signal() {
+    let sb = Sandbox::new();
+    let path = sb.path("web.sock");
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let mut h = Hotrun::start(&[
+        "--listen".as_ref(),
+        path.as_os_str(),
+        "--".as_ref(),
+        app.as_os_str(),
+        "--log".as_ref(),
+        log.arg(),
+        "--die-by-signal".as_ref(),
+    ]);
+    log.wait_for(&["start gen=1"]);
+    h.signal(Signal::SIGINT);
+    let status = h.wait();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGINT)
+    );
+    assert!(!path.exists(), "the socket file outlived hotrun");
+}
