@@ -27,16 +27,24 @@ Exit status:
                  is the one hotrun received)
   1              hotrun failed (cannot watch, cannot install signal handlers)
   2              bad command line
+  3              hotrun drill: a check failed
   126            the command cannot be executed (not executable, a directory)
   127            the command was not found
 
 Signals: SIGHUP or SIGUSR1 restart the command; SIGINT, SIGTERM and SIGQUIT are forwarded
-to every generation's process group, a second one kills at once.";
+to every generation's process group, a second one kills at once.
+
+For CI: `hotrun drill --help` (restart N times and check every step), and --events.";
 
 /// Run a command; restart it when its binary changes or on SIGHUP. The new generation
 /// starts before the old one is stopped.
 #[derive(Parser, Debug)]
-#[command(name = "hotrun", version, after_help = EXIT_CODES)]
+#[command(
+    name = "hotrun",
+    version,
+    after_help = EXIT_CODES,
+    override_usage = "hotrun [OPTIONS] [--] COMMAND [ARGS]...\n       hotrun drill [OPTIONS] [--] COMMAND [ARGS]..."
+)]
 struct Args {
     /// Also restart when PATH changes (files, or directories recursively). Repeatable.
     #[arg(short, long = "watch", value_name = "PATH")]
@@ -120,7 +128,12 @@ for hotrun (2 for a bad command line, 126/127 when COMMAND cannot start).";
 
 /// Check that a server restarts cleanly: N restarts, then a SIGTERM, every step checked.
 #[derive(Parser, Debug)]
-#[command(name = "hotrun drill", version, after_help = DRILL_HELP)]
+#[command(
+    name = "hotrun drill",
+    version,
+    after_help = DRILL_HELP,
+    override_usage = "hotrun drill [OPTIONS] [--] COMMAND [ARGS]..."
+)]
 struct DrillArgs {
     /// How many restarts to perform.
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100_000))]
