@@ -141,17 +141,17 @@ impl Lines {
 }
 
 fn start_hotrun(hotrun: &Path, app: &Path, log: &Path) -> (Child, Lines, u16) {
-    let mut child = Command::new(hotrun)
-        .args(["--listen", "0", "--ready", "notify", "--"])
-        .arg(app)
-        .arg("--log")
-        .arg(log)
-        .args(["--listen-fd", "--notify", "--startup-ms", STARTUP_MS])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::spawn_tracked(
+        Command::new(hotrun)
+            .args(["--listen", "0", "--ready", "notify", "--"])
+            .arg(app)
+            .arg("--log")
+            .arg(log)
+            .args(["--listen-fd", "--notify", "--startup-ms", STARTUP_MS])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
     let (tx, rx) = unbounded();
     let stderr = child.stderr.take().unwrap();
     thread::spawn(move || {
@@ -172,8 +172,7 @@ fn start_hotrun(hotrun: &Path, app: &Path, log: &Path) -> (Child, Lines, u16) {
 }
 
 fn stop(child: &mut Child) {
-    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-    let _ = child.wait();
+    crate::stop_tracked(child);
 }
 
 /// hotrun, restarted by SIGHUP `restarts` times.
@@ -235,30 +234,29 @@ pub(crate) fn systemfd_watchexec_restarts(fixture: &Path, restarts: usize) -> Lo
     let log: PathBuf = dir.path().join("log");
     crate::copy_rename(fixture, &app);
     let port = free_port();
-    let mut child = Command::new("systemfd")
-        .args([
-            "--no-pid",
-            "-s",
-            &format!("http::{port}"),
-            "--",
-            "watchexec",
-            "-r",
-            "-n",
-            "-q",
-            "-w",
-        ])
-        .arg(dir.path())
-        .args(["-f", "**/app", "--"])
-        .arg(&app)
-        .arg("--log")
-        .arg(&log)
-        .args(["--listenfd-crate", "--startup-ms", STARTUP_MS])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let mut child = crate::spawn_tracked(
+        Command::new("systemfd")
+            .args([
+                "--no-pid",
+                "-s",
+                &format!("http::{port}"),
+                "--",
+                "watchexec",
+                "-r",
+                "-n",
+                "-q",
+                "-w",
+            ])
+            .arg(dir.path())
+            .args(["-f", "**/app", "--"])
+            .arg(&app)
+            .arg("--log")
+            .arg(&log)
+            .args(["--listenfd-crate", "--startup-ms", STARTUP_MS])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let serving = |n: usize| wait_log_count(&log, "serving gen=", n);
     serving(1);
     let client = Client::start(port);
@@ -269,12 +267,9 @@ pub(crate) fn systemfd_watchexec_restarts(fixture: &Path, restarts: usize) -> Lo
         thread::sleep(Duration::from_millis(100));
     }
     let result = client.finish(restarts);
-    let _ = nix::sys::signal::killpg(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-    let _ = child.wait();
+    stop(&mut child);
     result
 }
-
-use std::os::unix::process::CommandExt;
 
 /// Waits until the fixture's log holds `n` lines with `needle`.
 fn wait_log_count(log: &Path, needle: &str, n: usize) {
@@ -313,17 +308,17 @@ pub(crate) fn hotrun_fixed_port(hotrun: &Path, fixture: &Path, restarts: usize) 
     let log = dir.path().join("log");
     crate::copy_rename(fixture, &app);
     let port = free_port();
-    let mut child = Command::new(hotrun)
-        .args(["--quiet", "--"])
-        .arg(&app)
-        .arg("--log")
-        .arg(&log)
-        .args(["--port", &port.to_string(), "--startup-ms", STARTUP_MS])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::spawn_tracked(
+        Command::new(hotrun)
+            .args(["--quiet", "--"])
+            .arg(&app)
+            .arg("--log")
+            .arg(&log)
+            .args(["--port", &port.to_string(), "--startup-ms", STARTUP_MS])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let listening = |n: usize| wait_log_count(&log, "listening gen=", n);
     listening(1);
     let client = Client::start(port);
@@ -357,17 +352,17 @@ pub(crate) fn soak(hotrun: &Path, fixture: &Path, restarts: usize) -> SoakResult
     let app = dir.path().join("app");
     let log = dir.path().join("log");
     crate::copy_rename(fixture, &app);
-    let mut child = Command::new(hotrun)
-        .arg("--")
-        .arg(&app)
-        .arg("--log")
-        .arg(&log)
-        .arg("--grandchild")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::spawn_tracked(
+        Command::new(hotrun)
+            .arg("--")
+            .arg(&app)
+            .arg("--log")
+            .arg(&log)
+            .arg("--grandchild")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
     let pid = child.id();
     let (tx, rx) = unbounded();
     let stderr = child.stderr.take().unwrap();

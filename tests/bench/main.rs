@@ -34,6 +34,7 @@ const TARGET_SIGHUP_MS: f64 = 3.0;
 const TARGET_LD_MS: f64 = 200.0;
 
 fn main() {
+    kill_tracked_on_panic();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let what = match args.first().map(String::as_str) {
         Some(w @ ("reaction" | "load" | "soak" | "all")) => w.to_string(),
@@ -178,6 +179,11 @@ fn reaction(hotrun: &Path, fixture: &Path, runs: usize) {
         let mut peers = Vec::new();
         for (tool, cell) in tools.iter().zip(cells).skip(1) {
             match cell {
+                Some(r) if r.median.is_nan() => peers.push(format!(
+                    "{} missed every run{}",
+                    tool.name(),
+                    r.early_note()
+                )),
                 Some(r) => peers.push(format!(
                     "{} {:.1} ms{} (x{:.1})",
                     tool.name(),
@@ -291,14 +297,14 @@ impl Tool {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         if let Tool::Entr = self {
             cmd.stdin(Stdio::piped());
-            let mut child = cmd.spawn().unwrap();
+            let mut child = spawn_tracked(&mut cmd);
             let mut stdin = child.stdin.take().unwrap();
             writeln!(stdin, "{}", app.display()).unwrap();
             drop(stdin);
             return child;
         }
         cmd.stdin(Stdio::null());
-        cmd.spawn().unwrap()
+        spawn_tracked(&mut cmd)
     }
 }
 
@@ -398,15 +404,7 @@ fn measure(tool: &Tool, case: Case, fixture: &Path, runs: usize) -> Result {
         }
         starts = now;
     }
-    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.wait();
+    stop_tracked(&mut child);
     samples.sort_by(f64::total_cmp);
     Result {
         median: percentile(&samples, 0.5),
@@ -448,8 +446,7 @@ fn idle(hotrun: &Path, fixture: &Path) {
             rss_kib(guardian) as f64 / 1024.0
         );
     }
-    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-    let _ = child.wait();
+    stop_tracked(&mut child);
 }
 
 /// Waits until the log holds `n` start lines; returns their CLOCK_MONOTONIC stamps.
@@ -476,6 +473,46 @@ fn try_wait_starts(log: &Path, n: usize, limit: Duration) -> Option<Vec<u128>> {
         }
         thread::sleep(Duration::from_micros(200));
     }
+}
+
+/// Process groups of the tools started, killed if the benchmark panics (a peer such as
+/// nodemon leaves its child behind when it is killed alone, and so would a panicking
+/// benchmark leave a tool running).
+static GROUPS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Starts a tool in a process group of its own, remembered for clean-up.
+fn spawn_tracked(cmd: &mut Command) -> Child {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    let child = cmd.spawn().unwrap();
+    GROUPS.lock().unwrap().push(child.id() as i32);
+    child
+}
+
+/// Stops a tool: SIGTERM to its group, a wait of at most 15 s, then SIGKILL to whatever
+/// is left in its group.
+fn stop_tracked(child: &mut Child) {
+    let pgid = Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(pgid, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let _ = nix::sys::signal::killpg(pgid, Signal::SIGKILL);
+    let _ = child.wait();
+    GROUPS.lock().unwrap().retain(|g| *g != pgid.as_raw());
+}
+
+fn kill_tracked_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Ok(groups) = GROUPS.lock() {
+            for g in groups.iter() {
+                let _ = nix::sys::signal::killpg(Pid::from_raw(*g), Signal::SIGKILL);
+            }
+        }
+        default(info);
+    }));
 }
 
 fn copy_rename(src: &Path, dest: &Path) {
