@@ -17,9 +17,8 @@ use crate::event::{ChildEnd, Outcome, Status, StopEnd};
 
 /// Where the events go.
 pub(crate) struct EventLog {
+    /// `None` once writing failed: the failure is told once, then events stop.
     out: Option<Box<dyn Write + Send>>,
-    /// Why the stream was dropped, if it was (told once).
-    pub(crate) failed: Option<String>,
 }
 
 impl EventLog {
@@ -30,17 +29,11 @@ impl EventLog {
         } else {
             Box::new(File::create(target)?)
         };
-        Ok(EventLog {
-            out: Some(out),
-            failed: None,
-        })
+        Ok(EventLog { out: Some(out) })
     }
 
     pub(crate) fn none() -> EventLog {
-        EventLog {
-            out: None,
-            failed: None,
-        }
+        EventLog { out: None }
     }
 
     /// Writes one event; returns the error text the first time writing fails.
@@ -65,7 +58,6 @@ impl EventLog {
                 let why = format!(
                     "cannot write --events any more ({err}); events stop here, hotrun goes on"
                 );
-                self.failed = Some(why.clone());
                 Some(why)
             }
         }

@@ -35,16 +35,21 @@ fn sig(n: u64) -> FileSig {
     }
 }
 
-/// A harness whose generation 1 is running from binary `sig(1)`.
-fn running(on_exit: OnExit) -> Harness {
+/// A harness whose generation 1 was spawned from binary `sig(1)`.
+fn spawned_first(settings: Settings) -> Harness {
     let mut h = Harness {
-        sup: Supervisor::new(settings(on_exit)),
+        sup: Supervisor::new(settings),
         now: Instant::now(),
     };
     let start = h.sup.start(h.now);
     assert_eq!(spawns(&start), vec![1]);
     h.spawned(1);
     h
+}
+
+/// A harness whose generation 1 is running from binary `sig(1)`.
+fn running(on_exit: OnExit) -> Harness {
+    spawned_first(settings(on_exit))
 }
 
 impl Harness {
@@ -557,12 +562,7 @@ fn events_about_unknown_generations_are_ignored() {
 fn gated(ready: Readiness) -> Harness {
     let mut s = settings(OnExit::Wait);
     s.ready = ready;
-    let mut h = Harness {
-        sup: Supervisor::new(s),
-        now: Instant::now(),
-    };
-    h.sup.start(h.now);
-    h.spawned(1);
+    let mut h = spawned_first(s);
     if ready == Readiness::Notify {
         let a = h.ready(1);
         assert!(reported(&a, |s| matches!(
@@ -692,12 +692,7 @@ fn status_messages_are_reported() {
 fn a_first_generation_that_never_gets_ready_keeps_running() {
     let mut s = settings(OnExit::Wait);
     s.ready = Readiness::Notify;
-    let mut h = Harness {
-        sup: Supervisor::new(s),
-        now: Instant::now(),
-    };
-    h.sup.start(h.now);
-    h.spawned(1);
+    let mut h = spawned_first(s);
     let a = h.tick();
     assert!(signals(&a).is_empty());
     assert!(reported(&a, |s| matches!(

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -109,6 +109,18 @@ struct Lines {
 }
 
 impl Lines {
+    /// Reads the child's stderr on a thread, line by line.
+    fn of(child: &mut Child) -> Lines {
+        let (tx, rx) = unbounded();
+        let stderr = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Lines { rx }
+    }
+
     /// The next line with any of these prefixes-with-words.
     fn expect_any(&self, alternatives: &[&[&str]]) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -152,14 +164,7 @@ fn start_hotrun(hotrun: &Path, app: &Path, log: &Path) -> (Child, Lines, u16) {
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );
-    let (tx, rx) = unbounded();
-    let stderr = child.stderr.take().unwrap();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let lines = Lines { rx };
+    let lines = Lines::of(&mut child);
     let line = lines.expect(&["listening on 127.0.0.1:"]);
     let port = line
         .split("127.0.0.1:")
@@ -177,13 +182,12 @@ fn stop(child: &mut Child) {
 
 /// hotrun, restarted by SIGHUP `restarts` times.
 pub(crate) fn hotrun_restarts(hotrun: &Path, fixture: &Path, restarts: usize) -> LoadResult {
-    let dir = tempfile::Builder::new()
-        .prefix("hotrun-load-")
-        .tempdir()
-        .unwrap();
-    let app = dir.path().join("app");
-    crate::copy_rename(fixture, &app);
-    let (mut child, lines, port) = start_hotrun(hotrun, &app, &dir.path().join("log"));
+    let crate::Scratch {
+        dir: _dir,
+        app,
+        log,
+    } = crate::scratch("hotrun-load-", fixture);
+    let (mut child, lines, port) = start_hotrun(hotrun, &app, &log);
     let client = Client::start(port);
     for g in 2..restarts + 2 {
         kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP).unwrap();
@@ -197,16 +201,11 @@ pub(crate) fn hotrun_restarts(hotrun: &Path, fixture: &Path, restarts: usize) ->
 
 /// hotrun, with `rounds` broken builds each followed by a good one.
 pub(crate) fn hotrun_broken_builds(hotrun: &Path, fixture: &Path, rounds: usize) -> LoadResult {
-    let dir = tempfile::Builder::new()
-        .prefix("hotrun-load-")
-        .tempdir()
-        .unwrap();
-    let app = dir.path().join("app");
-    crate::copy_rename(fixture, &app);
+    let crate::Scratch { dir, app, log } = crate::scratch("hotrun-load-", fixture);
     let broken = dir.path().join("broken.sh");
     std::fs::write(&broken, "#!/bin/sh\nexit 1\n").unwrap();
     std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let (mut child, lines, port) = start_hotrun(hotrun, &app, &dir.path().join("log"));
+    let (mut child, lines, port) = start_hotrun(hotrun, &app, &log);
     let client = Client::start(port);
     let mut g = 1;
     for _ in 0..rounds {
@@ -226,13 +225,7 @@ pub(crate) fn hotrun_broken_builds(hotrun: &Path, fixture: &Path, rounds: usize)
 /// systemfd holds the socket, watchexec restarts the server when its binary changes
 /// (stop, then start: no readiness gate).
 pub(crate) fn systemfd_watchexec_restarts(fixture: &Path, restarts: usize) -> LoadResult {
-    let dir = tempfile::Builder::new()
-        .prefix("hotrun-load-")
-        .tempdir()
-        .unwrap();
-    let app = dir.path().join("app");
-    let log: PathBuf = dir.path().join("log");
-    crate::copy_rename(fixture, &app);
+    let crate::Scratch { dir, app, log } = crate::scratch("hotrun-load-", fixture);
     let port = free_port();
     let mut child = crate::spawn_tracked(
         Command::new("systemfd")
@@ -300,13 +293,11 @@ fn free_port() -> u16 {
 /// hotrun without passed sockets: the server binds its fixed port itself, 200 ms after it
 /// starts. Every restart leaves a gap in which connections are refused.
 pub(crate) fn hotrun_fixed_port(hotrun: &Path, fixture: &Path, restarts: usize) -> LoadResult {
-    let dir = tempfile::Builder::new()
-        .prefix("hotrun-load-")
-        .tempdir()
-        .unwrap();
-    let app = dir.path().join("app");
-    let log = dir.path().join("log");
-    crate::copy_rename(fixture, &app);
+    let crate::Scratch {
+        dir: _dir,
+        app,
+        log,
+    } = crate::scratch("hotrun-load-", fixture);
     let port = free_port();
     let mut child = crate::spawn_tracked(
         Command::new(hotrun)
@@ -345,13 +336,11 @@ pub(crate) struct SoakResult {
 /// `restarts` SIGHUP restarts of a server that forks a grandchild; hotrun's descriptors
 /// and memory before and after, and what is left over.
 pub(crate) fn soak(hotrun: &Path, fixture: &Path, restarts: usize) -> SoakResult {
-    let dir = tempfile::Builder::new()
-        .prefix("hotrun-soak-")
-        .tempdir()
-        .unwrap();
-    let app = dir.path().join("app");
-    let log = dir.path().join("log");
-    crate::copy_rename(fixture, &app);
+    let crate::Scratch {
+        dir: _dir,
+        app,
+        log,
+    } = crate::scratch("hotrun-soak-", fixture);
     let mut child = crate::spawn_tracked(
         Command::new(hotrun)
             .arg("--")
@@ -364,14 +353,7 @@ pub(crate) fn soak(hotrun: &Path, fixture: &Path, restarts: usize) -> SoakResult
             .stderr(Stdio::piped()),
     );
     let pid = child.id();
-    let (tx, rx) = unbounded();
-    let stderr = child.stderr.take().unwrap();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let lines = Lines { rx };
+    let lines = Lines::of(&mut child);
     lines.expect(&["gen 1 started"]);
     let fds = || {
         std::fs::read_dir(format!("/proc/{pid}/fd"))

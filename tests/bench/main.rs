@@ -332,13 +332,7 @@ impl Result {
 }
 
 fn measure(tool: &Tool, case: Case, fixture: &Path, runs: usize) -> Result {
-    let dir = tempfile::Builder::new()
-        .prefix("hotrun-bench-")
-        .tempdir()
-        .unwrap();
-    let app = dir.path().join("app");
-    let log = dir.path().join("log");
-    copy_rename(fixture, &app);
+    let Scratch { dir, app, log } = scratch("hotrun-bench-", fixture);
     let mut child = tool.start(dir.path(), &app, &log);
     let mut starts = wait_starts(&log, 1);
     let mut samples = Vec::new();
@@ -416,13 +410,7 @@ fn measure(tool: &Tool, case: Case, fixture: &Path, runs: usize) -> Result {
 }
 
 fn idle(hotrun: &Path, fixture: &Path) {
-    let dir = tempfile::Builder::new()
-        .prefix("hotrun-bench-")
-        .tempdir()
-        .unwrap();
-    let app = dir.path().join("app");
-    let log = dir.path().join("log");
-    copy_rename(fixture, &app);
+    let Scratch { dir, app, log } = scratch("hotrun-bench-", fixture);
     let mut child = Tool::Hotrun(hotrun.to_path_buf()).start(dir.path(), &app, &log);
     wait_starts(&log, 1);
     thread::sleep(Duration::from_secs(1));
@@ -513,6 +501,21 @@ fn kill_tracked_on_panic() {
         }
         default(info);
     }));
+}
+
+/// A private directory with the fixture installed as `app`; the log path beside it.
+struct Scratch {
+    dir: tempfile::TempDir,
+    app: PathBuf,
+    log: PathBuf,
+}
+
+fn scratch(prefix: &str, fixture: &Path) -> Scratch {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    let app = dir.path().join("app");
+    let log = dir.path().join("log");
+    copy_rename(fixture, &app);
+    Scratch { dir, app, log }
 }
 
 fn copy_rename(src: &Path, dest: &Path) {

@@ -40,19 +40,12 @@ fn parse_events(text: &str) -> Vec<LifecycleEvent> {
 #[test]
 fn the_event_stream_tells_the_same_story_as_the_status_lines() {
     let sb = Sandbox::new();
-    let app = sb.install_fixture("app");
-    let log = sb.log();
     let events = sb.path("events.jsonl");
-    let mut h = Hotrun::start(&[
-        "--events".as_ref(),
-        events.as_os_str(),
-        "--".as_ref(),
-        app.as_os_str(),
-        "--log".as_ref(),
-        log.arg(),
-        "--cleanup-code".as_ref(),
-        "0".as_ref(),
-    ]);
+    let mut h = start_fixture(
+        &sb,
+        &["--events", events.to_str().unwrap()],
+        &["--cleanup-code", "0"],
+    );
     h.expect(&["gen 1 started"]);
     h.signal(Signal::SIGHUP);
     h.expect(&["gen 1 stopped cleanly"]);

@@ -19,22 +19,10 @@ use crate::harness::*;
 
 /// Starts hotrun with one `--listen 0` socket; returns it and the port it reported.
 fn serve(sb: &Sandbox, hotrun_args: &[&str], fixture_args: &[&str]) -> (Hotrun, u16) {
-    let app = sb.install_fixture("app");
-    let log = sb.log();
-    let mut args: Vec<&std::ffi::OsStr> = vec!["--listen".as_ref(), "web=0".as_ref()];
-    args.extend(hotrun_args.iter().map(|a| std::ffi::OsStr::new(*a)));
-    args.push("--".as_ref());
-    args.push(app.as_os_str());
-    args.extend(["--log".as_ref(), log.arg()]);
-    args.extend(fixture_args.iter().map(|a| std::ffi::OsStr::new(*a)));
-    let mut h = Hotrun::start(&args);
-    let line = h.expect(&["listening on 127.0.0.1:"]);
-    let port = line
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line}"));
+    let mut args = vec!["--listen", "web=0"];
+    args.extend_from_slice(hotrun_args);
+    let mut h = start_fixture(sb, &args, fixture_args);
+    let port = listening_port(&h.expect(&["listening on 127.0.0.1:"]));
     (h, port)
 }
 
@@ -264,16 +252,7 @@ while True:
         "python3".as_ref(),
         script.as_os_str(),
     ]);
-    let line = h.expect(&["listening on 127.0.0.1:"]);
-    let port: u16 = line
-        .split("127.0.0.1:")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = listening_port(&h.expect(&["listening on 127.0.0.1:"]));
     h.expect(&["gen 1: python ready"]);
     h.expect(&["gen 1 ready after", "(READY=1)"]);
     h.expect_anywhere(&["stdout: barrier ok"]);
@@ -289,17 +268,8 @@ while True:
 fn a_unix_socket_is_handed_over_and_removed_at_exit() {
     let sb = Sandbox::new();
     let path = sb.path("web.sock");
-    let app = sb.install_fixture("app");
     let log = sb.log();
-    let mut h = Hotrun::start(&[
-        "--listen".as_ref(),
-        path.as_os_str(),
-        "--".as_ref(),
-        app.as_os_str(),
-        "--log".as_ref(),
-        log.arg(),
-        "--log-env".as_ref(),
-    ]);
+    let mut h = start_fixture(&sb, &["--listen", path.to_str().unwrap()], &["--log-env"]);
     h.expect(&["listening on unix:"]);
     log.wait_for(&["env gen=1 LISTEN_FDS=1 "]);
     assert!(path.exists());
@@ -452,18 +422,11 @@ fn a_child_that_shuts_the_listening_socket_down_does_not_take_the_service_with_i
 fn the_unix_socket_is_removed_even_when_hotrun_dies_of_the_forwarded_signal() {
     let sb = Sandbox::new();
     let path = sb.path("web.sock");
-    let app = sb.install_fixture("app");
-    let log = sb.log();
-    let mut h = Hotrun::start(&[
-        "--listen".as_ref(),
-        path.as_os_str(),
-        "--".as_ref(),
-        app.as_os_str(),
-        "--log".as_ref(),
-        log.arg(),
-        "--die-by-signal".as_ref(),
-    ]);
-    log.wait_for(&["start gen=1"]);
+    let mut h = start_fixture(
+        &sb,
+        &["--listen", path.to_str().unwrap()],
+        &["--die-by-signal"],
+    );
     h.signal(Signal::SIGINT);
     let status = h.wait();
     assert_eq!(

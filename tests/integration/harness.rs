@@ -148,6 +148,15 @@ pub fn pid_in(line: &str) -> i32 {
     field(line, "pid").parse().expect("pid")
 }
 
+/// The port in hotrun's `listening on 127.0.0.1:PORT (…)` line.
+pub fn listening_port(line: &str) -> u16 {
+    line.split("127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line}"))
+}
+
 /// Whether a process is gone (no such pid, or a zombie waiting for its reaper).
 #[cfg(not(target_os = "linux"))]
 pub fn is_gone(pid: i32) -> bool {
@@ -283,6 +292,11 @@ impl Hotrun {
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// hotrun's stdin, when the setup made it a pipe.
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
     }
 
     /// Everything hotrun printed so far (stderr; stdout lines start with "stdout: ").

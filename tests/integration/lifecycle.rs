@@ -2,7 +2,7 @@
 //! stderr), stdin, and the child's arguments and output.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use nix::sys::signal::Signal;
 
@@ -108,68 +108,51 @@ fn a_closed_stderr_does_not_break_supervision() {
     let args = fixture_cmd(&sb, &log, &[]);
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let mut child = Command::new(hotrun_exe())
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(writer)
-        .spawn()
-        .unwrap();
+    let mut h = Hotrun::start_with(&args, |cmd| {
+        cmd.stdout(Stdio::null()).stderr(writer);
+    });
     log.wait_for(&["start gen=1"]);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        Signal::SIGHUP,
-    )
-    .unwrap();
+    h.signal(Signal::SIGHUP);
     log.wait_for(&["start gen=2"]);
     log.wait_for(&["signal gen=1 sig=SIGTERM"]);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = child.wait().unwrap();
+    h.signal(Signal::SIGTERM);
+    let status = h.wait();
     assert_eq!(status.code(), Some(0));
     log.wait_for(&["cleanup gen=2"]);
+}
+
+/// hotrun over the fixture reading its stdin, with hotrun's own stdin a pipe.
+fn with_piped_stdin(sb: &Sandbox, log: &Log, hotrun_args: &[&str]) -> Hotrun {
+    let mut args = fixture_cmd(sb, log, hotrun_args);
+    args.extend(["--read-stdin", "--exit-after-ms", "0"].map(Into::into));
+    Hotrun::start_with(&args, |cmd| {
+        cmd.stdin(Stdio::piped()).stderr(Stdio::null());
+    })
 }
 
 #[test]
 fn stdin_is_dev_null_by_default() {
     let sb = Sandbox::new();
     let log = sb.log();
-    let mut args = fixture_cmd(&sb, &log, &["--on-exit", "exit"]);
-    args.extend(["--read-stdin", "--exit-after-ms", "0"].map(Into::into));
+    let mut h = with_piped_stdin(&sb, &log, &["--on-exit", "exit"]);
     // hotrun's own stdin has data; the child must not see it.
-    let mut child = Command::new(hotrun_exe())
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let mut stdin = h.take_stdin().unwrap();
     stdin.write_all(b"secret\n").unwrap();
     log.wait_for(&["stdin gen=1 read=EOF"]);
     drop(stdin);
-    assert!(child.wait().unwrap().success());
+    assert!(h.wait().success());
 }
 
 #[test]
 fn stdin_flag_hands_hotrun_s_stdin_to_the_child() {
     let sb = Sandbox::new();
     let log = sb.log();
-    let mut args = fixture_cmd(&sb, &log, &["--stdin", "--on-exit", "exit"]);
-    args.extend(["--read-stdin", "--exit-after-ms", "0"].map(Into::into));
-    let mut child = Command::new(hotrun_exe())
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let mut h = with_piped_stdin(&sb, &log, &["--stdin", "--on-exit", "exit"]);
+    let mut stdin = h.take_stdin().unwrap();
     stdin.write_all(b"hello\n").unwrap();
     drop(stdin);
     log.wait_for(&["stdin gen=1 read=hello"]);
-    assert!(child.wait().unwrap().success());
+    assert!(h.wait().success());
 }
 
 #[test]

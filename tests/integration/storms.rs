@@ -220,22 +220,12 @@ fn a_shutdown_during_a_restart_stops_both_generations() {
 #[test]
 fn sigint_while_waiting_for_readiness_stops_both() {
     let sb = Sandbox::new();
-    let app = sb.install_fixture("app");
     let log = sb.log();
-    let mut h = Hotrun::start(&[
-        "--listen".as_ref(),
-        "0".as_ref(),
-        "--ready".as_ref(),
-        "notify".as_ref(),
-        "--".as_ref(),
-        app.as_os_str(),
-        "--log".as_ref(),
-        log.arg(),
-        "--listen-fd".as_ref(),
-        "--notify".as_ref(),
-        "--startup-ms".as_ref(),
-        "300".as_ref(),
-    ]);
+    let mut h = start_fixture(
+        &sb,
+        &["--listen", "0", "--ready", "notify"],
+        &["--listen-fd", "--notify", "--startup-ms", "300"],
+    );
     h.expect(&["gen 1 ready"]);
     h.signal(Signal::SIGHUP);
     let started = h.expect(&["gen 2 started"]);
