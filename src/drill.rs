@@ -327,6 +327,7 @@ impl Drill {
                 generation,
                 end,
                 older,
+                ..
             } => record.problems.push(format!(
                 "new {generation} {end} while {older} still ran (a fixed port without --listen?)"
             )),

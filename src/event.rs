@@ -38,9 +38,9 @@ pub(crate) enum Trigger {
     /// A listening socket was broken by a child and bound anew; the generation serving
     /// holds the broken one.
     SocketRebound,
-    /// The new generation exited while an older one was still stopping (it most likely
-    /// found the older one still holding its port); it is started again once the older
-    /// generation is gone.
+    /// The new generation exited on its own while the older one it replaced was
+    /// stopping (it most likely found the older one still holding its port); it is
+    /// started again once no older generation is alive.
     Retry,
 }
 
@@ -268,12 +268,14 @@ pub(crate) enum Status {
         generation: Generation,
         end: ChildEnd,
     },
-    /// The new generation ended while an older one still ran; it is tried again once the
-    /// older one is gone.
+    /// The new generation ended on its own while the older one it replaces was stopping
+    /// (or just after): it is tried again once no older generation is alive.
     RetryAfterOld {
         generation: Generation,
         end: ChildEnd,
         older: Generation,
+        /// The older generations are all gone already: the retry starts at once.
+        older_gone: bool,
     },
     SpawnFailed {
         message: String,

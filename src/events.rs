@@ -171,6 +171,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             generation,
             end,
             older,
+            ..
         } => (
             "restart_failed",
             with(

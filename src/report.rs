@@ -158,10 +158,22 @@ fn describe(status: &Status) -> (Level, String) {
             generation,
             end,
             older,
+            older_gone: false,
         } => (
             Level::Warn,
             format!(
                 "{generation} {end} while {older} was still stopping (a port or lock it holds?); starting it again once {older} is gone"
+            ),
+        ),
+        Status::RetryAfterOld {
+            generation,
+            end,
+            older,
+            older_gone: true,
+        } => (
+            Level::Warn,
+            format!(
+                "{generation} {end} while {older} was stopping (a port or lock it held?); {older} is gone now: starting it again"
             ),
         ),
         Status::SpawnFailed {

@@ -29,9 +29,11 @@
 //! * **A generation is gone when its group is gone.** When the leader exits it is left
 //!   unreaped (so its pgid cannot be recycled), the group is checked, stragglers get the
 //!   stop signal and then SIGKILL at the grace deadline, and only then is it reaped.
-//! * **Fixed ports.** A new generation that exits while an older one still runs most
-//!   likely lost a race for a port the older one holds; it is started once more as soon
-//!   as the older generation is gone.
+//! * **Fixed ports.** A generation started while an older one was still alive, which
+//!   exits on its own (while that older one stops, or within `RETRY_WINDOW` after it is
+//!   gone) most likely lost a race for a port or lock the older one held; it is started
+//!   once more as soon as no older generation is alive. The rule looks at those facts
+//!   only, so it holds whichever of the two exits is handled first.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -91,6 +93,10 @@ pub(crate) const BACKOFF_RESET: Duration = Duration::from_secs(5);
 const GROUP_POLL_FIRST: Duration = Duration::from_millis(5);
 const GROUP_POLL_MAX: Duration = Duration::from_millis(100);
 
+/// A generation started beside an older one that exits on its own this soon after the
+/// last older generation is gone is started once more (see the module docs).
+pub(crate) const RETRY_WINDOW: Duration = Duration::from_secs(5);
+
 /// How long the binary must stay missing before the user is told.
 pub(crate) const MISSING_REPORT_AFTER: Duration = Duration::from_secs(1);
 
@@ -108,6 +114,9 @@ struct Child {
     generation: Generation,
     started: Instant,
     trigger: Trigger,
+    /// The newest older generation that was alive when this one started: the one it
+    /// replaces, and may have raced for a port.
+    beside: Option<Generation>,
     /// Set once hotrun has asked it to stop.
     stop: Option<Stop>,
     /// Set once its leader has exited.
@@ -209,6 +218,8 @@ pub(crate) struct Supervisor {
     restart_at: Option<Instant>,
     /// How many generations in a row exited soon after starting.
     quick_exits: u32,
+    /// When the last generation older than the current one was gone.
+    older_gone_at: Option<Instant>,
 }
 
 impl Supervisor {
@@ -225,6 +236,7 @@ impl Supervisor {
             debounce: None,
             restart_at: None,
             quick_exits: 0,
+            older_gone_at: None,
         }
     }
 
@@ -408,10 +420,12 @@ impl Supervisor {
             trigger: spawning.trigger.clone(),
             latency: now.saturating_duration_since(spawning.since),
         }));
+        let beside = self.children.last().map(|c| c.generation);
         self.children.push(Child {
             generation,
             started: now,
             trigger: spawning.trigger,
+            beside,
             stop: None,
             exit: None,
         });
@@ -622,6 +636,8 @@ impl Supervisor {
         let was_current = self.current == Some(generation);
         if was_current {
             self.current = None;
+        } else if !self.restart_under_way() {
+            self.older_gone_at = Some(now);
         }
 
         if let Mode::ShuttingDown(shutdown) = &mut self.mode {
@@ -707,20 +723,16 @@ impl Supervisor {
     ) {
         let generation = child.generation;
         let alive = now.saturating_duration_since(child.started);
-        if let Some(older) = self.children.first().map(|c| c.generation) {
-            let serving = matches!(self.mode, Mode::Serving);
-            let no_gate = self.settings.ready == Readiness::Exec;
-            if serving && no_gate && child.trigger != Trigger::Retry && self.pending.is_none() {
-                // Lost a race with the older generation (a fixed port, a lock file): start
-                // it once more as soon as the older one is gone.
-                out.push(Action::Report(Status::RetryAfterOld {
-                    generation,
-                    end,
-                    older,
-                }));
-                self.pending = Some(Trigger::Retry);
-                return;
-            }
+        if let Some(older) = self.lost_a_race(child, now) {
+            out.push(Action::Report(Status::RetryAfterOld {
+                generation,
+                end,
+                older,
+                older_gone: !self.restart_under_way(),
+            }));
+            // Started by `follow_up` once no older generation is alive (maybe at once).
+            self.pending = Some(Trigger::Retry);
+            return;
         }
         out.push(Action::Report(Status::Exited {
             generation,
@@ -748,6 +760,26 @@ impl Supervisor {
                 self.begin_shutdown(None, Some(end), now, out);
             }
         }
+    }
+
+    /// Whether `child`, which just ended on its own, most likely lost a race with the
+    /// generation it replaces (a fixed port, a lock file): it was started while that one
+    /// was alive, and ended while an older generation still stops or within
+    /// `RETRY_WINDOW` after the last one was gone. Not for a retry itself (once per
+    /// restart), not when another trigger is queued, and not with a readiness gate (then
+    /// the old generation is never stopped for a new one that did not get ready).
+    /// Returns the generation it raced with.
+    fn lost_a_race(&self, child: &Child, now: Instant) -> Option<Generation> {
+        let older = child.beside?;
+        let racing = self.restart_under_way()
+            || self
+                .older_gone_at
+                .is_some_and(|at| now.saturating_duration_since(at) <= RETRY_WINDOW);
+        let eligible = child.trigger != Trigger::Retry
+            && self.pending.is_none()
+            && matches!(self.mode, Mode::Serving)
+            && self.settings.ready == Readiness::Exec;
+        (eligible && racing).then_some(older)
     }
 
     fn on_shutdown(&mut self, signal: ShutdownSignal, now: Instant, out: &mut Vec<Action>) {

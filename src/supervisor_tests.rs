@@ -457,26 +457,120 @@ fn stragglers_get_the_stop_signal_again_when_the_leader_exits() {
     );
 }
 
+/// All `Spawn` actions in a sequence of action lists, with their triggers.
+fn all_spawns(batches: &[Vec<Action>]) -> Vec<(u64, Trigger)> {
+    batches
+        .iter()
+        .flatten()
+        .filter_map(|a| match a {
+            Action::Spawn {
+                generation,
+                trigger,
+            } => Some((generation.0, trigger.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A fixed-port restart: gen 2 fails to bind while gen 1 (killed by SIGTERM at once)
+/// holds the port. The two exits are fed in `order`, `gap` apart; exactly one retry
+/// (gen 3) must follow, whichever exit comes first.
+fn fixed_port_race(on_exit: OnExit, old_first: bool, gap: Duration) -> (Harness, Vec<Vec<Action>>) {
+    let mut h = running(on_exit);
+    h.hup();
+    h.spawned(2);
+    let mut batches = Vec::new();
+    let old = (1, ChildEnd::Signaled(libc::SIGTERM));
+    let new = (2, ChildEnd::Exited(98));
+    let order = if old_first { [old, new] } else { [new, old] };
+    for (g, end) in order {
+        batches.push(h.exited(g, end));
+        h.advance(gap);
+    }
+    (h, batches)
+}
+
 #[test]
-fn a_new_generation_that_loses_the_port_is_retried_once_the_old_is_gone() {
+fn a_new_generation_that_loses_the_port_is_retried_once_whichever_exit_comes_first() {
+    for on_exit in [OnExit::Wait, OnExit::Restart, OnExit::Exit] {
+        for old_first in [true, false] {
+            // Apart in time, and in one batch (the same instant, as one SIGCHLD reports
+            // both).
+            for gap in [Duration::from_millis(3), Duration::ZERO] {
+                let case = format!("{on_exit:?}, old first: {old_first}, gap {gap:?}");
+                let (mut h, batches) = fixed_port_race(on_exit, old_first, gap);
+                assert_eq!(
+                    all_spawns(&batches),
+                    vec![(3, Trigger::Retry)],
+                    "exactly one retry ({case})"
+                );
+                assert!(
+                    batches.iter().flatten().any(|a| matches!(
+                        a,
+                        Action::Report(Status::RetryAfterOld {
+                            generation: Generation(2),
+                            older: Generation(1),
+                            ..
+                        })
+                    )),
+                    "the retry is told ({case})"
+                );
+                assert!(
+                    !batches
+                        .iter()
+                        .flatten()
+                        .any(|a| matches!(a, Action::Exit(_))),
+                    "hotrun goes on ({case})"
+                );
+                // If the retry dies too, that is an ordinary exit: `--on-exit` decides.
+                h.spawned(3);
+                let a = h.exited(3, ChildEnd::Exited(98));
+                assert!(spawns(&a).is_empty(), "no second retry ({case})");
+                let expected = match on_exit {
+                    OnExit::Wait => reported(&a, |s| matches!(s, Status::Waiting)),
+                    OnExit::Restart => reported(&a, |s| matches!(s, Status::Backoff { .. })),
+                    OnExit::Exit => exit(&a).is_some(),
+                };
+                assert!(expected, "the retry's exit follows --on-exit ({case})");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_generation_that_ends_long_after_the_old_one_is_gone_is_not_retried() {
     let mut h = running(OnExit::Wait);
     h.hup();
     h.spawned(2);
-    // gen 2 dies of "address in use" while gen 1 still holds the port.
-    let a = h.exited(2, ChildEnd::Exited(98));
-    assert!(spawns(&a).is_empty());
-    assert!(reported(&a, |s| matches!(s, Status::RetryAfterOld { .. })));
-    let a = h.exited(1, ChildEnd::Exited(0));
-    assert_eq!(spawns(&a), vec![3]);
-    assert!(a.contains(&Action::Spawn {
-        generation: Generation(3),
-        trigger: Trigger::Retry
-    }));
-    h.spawned(3);
-    // If the retry dies too, that is a plain exit: no endless retrying.
-    let a = h.exited(3, ChildEnd::Exited(98));
+    h.exited(1, ChildEnd::Exited(0));
+    h.advance(RETRY_WINDOW + Duration::from_millis(1));
+    let a = h.exited(2, ChildEnd::Exited(1));
     assert!(spawns(&a).is_empty());
     assert!(reported(&a, |s| matches!(s, Status::Waiting)));
+}
+
+#[test]
+fn a_generation_started_alone_is_never_retried() {
+    let mut h = running(OnExit::Wait);
+    let a = h.exited(1, ChildEnd::Exited(98));
+    assert!(spawns(&a).is_empty());
+    assert!(reported(&a, |s| matches!(s, Status::Waiting)));
+}
+
+#[test]
+fn a_queued_trigger_replaces_the_retry() {
+    let mut h = running(OnExit::Wait);
+    h.hup();
+    h.spawned(2);
+    // Another restart is asked for while gen 1 still stops: it is queued, and it is the
+    // one that follows gen 2's exit (no extra retry).
+    h.hup();
+    let mut batches = vec![h.exited(2, ChildEnd::Exited(98))];
+    batches.push(h.exited(1, ChildEnd::Exited(0)));
+    assert_eq!(
+        all_spawns(&batches),
+        vec![(3, Trigger::Signal(Signal::SIGHUP))]
+    );
 }
 
 #[test]

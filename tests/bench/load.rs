@@ -24,6 +24,9 @@ pub(crate) struct LoadResult {
     pub(crate) failed: u64,
     pub(crate) longest_gap_ms: f64,
     pub(crate) p99_ms: f64,
+    /// How many restarts ended with a newer generation answering (the cases where a
+    /// restart could leave no server at all).
+    pub(crate) served_after: Option<usize>,
 }
 
 /// The client: one connection at a time, as fast as answers come.
@@ -39,6 +42,8 @@ struct Samples {
     failed: u64,
     last_ok: Option<Instant>,
     longest_gap: Duration,
+    /// The newest generation that answered.
+    newest: u64,
 }
 
 impl Client {
@@ -49,10 +54,11 @@ impl Client {
         let thread = thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 let t0 = Instant::now();
-                let ok = ask(port);
+                let answer = ask(port);
                 let now = Instant::now();
                 let mut m = m.lock().unwrap();
-                if ok {
+                if let Some(generation) = answer {
+                    m.newest = m.newest.max(generation);
                     m.latencies_ms.push((now - t0).as_secs_f64() * 1e3);
                     if let Some(last) = m.last_ok {
                         m.longest_gap = m.longest_gap.max(now - last);
@@ -70,6 +76,22 @@ impl Client {
             samples,
             thread: Some(thread),
         }
+    }
+
+    fn newest(&self) -> u64 {
+        self.samples.lock().unwrap().newest
+    }
+
+    /// Waits (up to 10 s) until a generation newer than `than` answers; false if none did.
+    fn wait_newer(&self, than: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.newest() <= than {
+            if Instant::now() > deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        true
     }
 
     fn finish(mut self, restarts: usize) -> LoadResult {
@@ -90,17 +112,18 @@ impl Client {
             failed: m.failed,
             longest_gap_ms: m.longest_gap.as_secs_f64() * 1e3,
             p99_ms: p99,
+            served_after: None,
         }
     }
 }
 
-fn ask(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
+/// One request; the generation that answered.
+fn ask(port: u16) -> Option<u64> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reply = String::new();
-    stream.read_to_string(&mut reply).is_ok() && reply.starts_with("gen=")
+    stream.read_to_string(&mut reply).ok()?;
+    reply.trim().strip_prefix("gen=")?.parse().ok()
 }
 
 /// hotrun's stderr, line by line.
@@ -291,33 +314,43 @@ fn free_port() -> u16 {
 }
 
 /// hotrun without passed sockets: the server binds its fixed port itself, 200 ms after it
-/// starts. Every restart leaves a gap in which connections are refused.
+/// starts. Every restart leaves a gap in which connections are refused, and a restart
+/// must still end with the newer generation serving (it may have lost the port to the old
+/// one and been started again): counted as "served after restart".
 pub(crate) fn hotrun_fixed_port(hotrun: &Path, fixture: &Path, restarts: usize) -> LoadResult {
-    let crate::Scratch {
-        dir: _dir,
-        app,
-        log,
-    } = crate::scratch("hotrun-load-", fixture);
-    let port = free_port();
+    let crate::Scratch { dir, app, log } = crate::scratch("hotrun-load-", fixture);
+    let port_file = dir.path().join("port");
     let mut child = crate::spawn_tracked(
         Command::new(hotrun)
             .args(["--quiet", "--"])
             .arg(&app)
             .arg("--log")
             .arg(&log)
-            .args(["--port", &port.to_string(), "--startup-ms", STARTUP_MS])
+            .arg("--port-file")
+            .arg(&port_file)
+            .args(["--startup-ms", STARTUP_MS])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
-    let listening = |n: usize| wait_log_count(&log, "listening gen=", n);
-    listening(1);
+    wait_log_count(&log, "listening gen=", 1);
+    let port = std::fs::read_to_string(&port_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let client = Client::start(port);
-    for n in 2..restarts + 2 {
+    assert!(client.wait_newer(0), "the first generation never answered");
+    let mut served = 0;
+    for _ in 0..restarts {
+        let before = client.newest();
         kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP).unwrap();
-        listening(n);
+        if client.wait_newer(before) {
+            served += 1;
+        }
     }
-    let result = client.finish(restarts);
+    let mut result = client.finish(restarts);
+    result.served_after = Some(served);
     stop(&mut child);
     result
 }

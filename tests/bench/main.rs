@@ -114,12 +114,15 @@ fn downtime(hotrun: &Path, fixture: &Path, restarts: usize) {
         ));
     }
     println!(
-        "{:<42} {:>8} {:>9} {:>7} {:>15} {:>9}",
+        "{:<42} {:>8} {:>9} {:>7} {:>15} {:>9}  served after restart",
         "case", "restarts", "answered", "failed", "longest gap ms", "p99 ms"
     );
     for (name, r) in &rows {
+        let served = r
+            .served_after
+            .map_or("-".to_string(), |n| format!("{n} of {}", r.restarts));
         println!(
-            "{:<42} {:>8} {:>9} {:>7} {:>15.1} {:>9.2}",
+            "{:<42} {:>8} {:>9} {:>7} {:>15.1} {:>9.2}  {served}",
             name, r.restarts, r.answered, r.failed, r.longest_gap_ms, r.p99_ms
         );
     }

@@ -5,6 +5,8 @@
 
 /// --events JSON lines and `hotrun drill`.
 mod ci_mode;
+/// Servers that bind their own fixed port: every restart ends with a server.
+mod fixed_port;
 /// Socket handoff, readiness and rollback (zero-downtime restarts).
 mod handoff;
 /// Sandboxes, the hotrun driver, log reading and binary replacement styles.

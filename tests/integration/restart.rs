@@ -2,8 +2,6 @@
 //! generation starts before the old one is asked to stop; old groups are gone afterwards.
 
 use std::fs;
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -323,55 +321,4 @@ fn a_generation_that_cannot_start_leaves_the_old_one_running() {
     replace_by_rename(&fixture_exe(), &b.app);
     h.expect(&["gen 2 started", "(binary changed)"]);
     h.expect(&["gen 1 stopped cleanly"]);
-}
-
-#[test]
-fn a_fixed_port_server_ends_every_restart_with_the_new_build_serving() {
-    // A free port, chosen by the kernel and released for the server to take.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
-    let b = Bench::new();
-    // The old generation keeps the port for a second after SIGTERM, so the new one
-    // finds it taken.
-    let mut h = b.hotrun(&[], &["--port", &port, "--cleanup-ms", "1000"]);
-    let log = b.sb.log();
-    log.wait_for(&["listening gen=1"]);
-    for round in 0..2 {
-        h.signal(Signal::SIGHUP);
-        h.expect(&["stopped cleanly"]);
-        // Whatever raced, the newest generation ends up listening, and it answers.
-        let newest = || {
-            log.lines()
-                .iter()
-                .filter(|l| l.starts_with("start gen="))
-                .map(|l| field(l, "gen").to_string())
-                .next_back()
-                .unwrap()
-        };
-        wait_until(
-            "the newest generation to listen",
-            || log.count(&["listening", &format!("gen={} ", newest())]) == 1,
-            || format!("{}\n{}", log.lines().join("\n"), h.transcript()),
-        );
-        let mut reply = String::new();
-        TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()))
-            .unwrap()
-            .read_to_string(&mut reply)
-            .unwrap();
-        assert_eq!(reply.trim(), format!("gen={}", newest()), "round {round}");
-    }
-    // With a one-second cleanup the new generation lost the race at least once, and was
-    // started again rather than left dead.
-    if log.count(&["bind-failed"]) > 0 {
-        assert!(
-            h.count(&["starting it again once"]) > 0,
-            "{}",
-            h.transcript()
-        );
-        assert!(h.count(&["(retry after the old generation was gone)"]) > 0);
-    }
 }
