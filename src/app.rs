@@ -16,7 +16,9 @@ use nix::sys::stat::Mode;
 
 use crate::cli::Config;
 use crate::drill::Drill;
-use crate::event::{Action, Event, Generation, Outcome, ShutdownSignal, SpawnFailure, Trigger};
+use crate::event::{
+    Action, Event, Generation, Outcome, ShutdownSignal, SocketNews, SpawnFailure, Trigger,
+};
 use crate::events::EventLog;
 use crate::exit::{self, Failure};
 use crate::guardian::Guardian;
@@ -25,6 +27,7 @@ use crate::readiness::{NotifyDir, NotifySocket};
 use crate::report::Reporter;
 use crate::sockets::{self, Listeners};
 use crate::supervisor::{Readiness, Supervisor};
+use crate::takeover::{self, Seed, Takeover};
 use crate::{signals, watcher};
 
 /// What the event sources send to the loop.
@@ -42,6 +45,11 @@ pub(crate) enum Input {
         generation: Generation,
         ready: bool,
         status: Option<String>,
+    },
+    /// Socket takeover saw a generation bind, listen or accept.
+    Socket {
+        generation: Generation,
+        news: SocketNews,
     },
 }
 
@@ -104,6 +112,11 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
         ));
         Guardian::none()
     });
+    let takeover = if config.takeover {
+        start_takeover(&listeners, config.backlog, &tx, &mut reporter)
+    } else {
+        None
+    };
     let mut world = World {
         spawner: config.spawner,
         leaders: BTreeMap::new(),
@@ -113,6 +126,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
         listeners,
         notify_dir,
         notify: BTreeMap::new(),
+        takeover,
         tx: tx.clone(),
     };
     let mut supervisor = Supervisor::new(config.settings);
@@ -183,6 +197,8 @@ struct World {
     notify_dir: Option<NotifyDir>,
     /// Each live generation's notify socket (`--ready notify`).
     notify: BTreeMap<Generation, NotifySocket>,
+    /// Socket takeover, unless it is off or cannot work here.
+    takeover: Option<Takeover>,
     tx: Sender<Input>,
 }
 
@@ -201,6 +217,9 @@ impl World {
                 ready,
                 status,
             }),
+            Input::Socket { generation, news } => {
+                queue.push_back(Event::Socket { generation, news });
+            }
             Input::Signal(sig) => match Signal::try_from(sig) {
                 Ok(Signal::SIGCHLD) => self.collect_exits(queue),
                 Ok(Signal::SIGINT) => queue.push_back(Event::Shutdown(ShutdownSignal::Interrupt)),
@@ -298,8 +317,21 @@ impl World {
                         }
                     }
                 }
-                match self.spawner.spawn(generation, &handoff) {
+                let filter = self.takeover.as_ref().and_then(|t| match t.prepare() {
+                    Ok(prepared) => Some(prepared),
+                    Err(err) => {
+                        self.reporter.warn(&format!(
+                            "cannot prepare socket takeover for {generation}: {err}; it starts without it"
+                        ));
+                        None
+                    }
+                });
+                let hook = filter.as_ref().map(|(_, hook)| *hook);
+                match self.spawner.spawn(generation, &handoff, hook) {
                     Ok(leader) => {
+                        if let Some((prepared, _)) = filter {
+                            self.adopt_filter(generation, prepared);
+                        }
                         self.guardian.register(leader.pgid);
                         let binary =
                             process::running_binary(leader.pid, binary, &self.spawner.program);
@@ -319,7 +351,17 @@ impl World {
                     }
                 }
             }
+            Action::Drain { generation } => {
+                if let Some(takeover) = &self.takeover {
+                    takeover.drain(generation);
+                }
+            }
             Action::Signal { generation, signal } => {
+                if let Some(takeover) = &self.takeover
+                    && signal != Signal::SIGKILL
+                {
+                    takeover.stopping(generation, signal as i32);
+                }
                 // A stopped process acts on a signal only once continued (systemd sends
                 // SIGCONT after its stop signal for the same reason).
                 if let Some(leader) = self.leaders.get(&generation)
@@ -353,6 +395,9 @@ impl World {
                     process::reap(leader.pid);
                 }
                 self.notify.remove(&generation);
+                if let Some(takeover) = &self.takeover {
+                    takeover.gone(generation);
+                }
             }
             Action::Report(status) => self.reporter.status(&status),
             Action::Exit(outcome) => {
@@ -361,6 +406,60 @@ impl World {
             }
         }
         None
+    }
+}
+
+impl World {
+    /// Hands the new generation's filter listener to the takeover thread; if the child
+    /// could not install the filter (a container that denies seccomp), takeover is
+    /// turned off for good, said once.
+    fn adopt_filter(&mut self, generation: Generation, prepared: takeover::Prepared) {
+        match prepared.listener() {
+            Ok(Some(listener)) => {
+                if let Some(takeover) = &self.takeover {
+                    takeover.adopt(generation, listener);
+                }
+            }
+            Ok(None) => {}
+            Err(err) => {
+                self.takeover = None;
+                self.reporter.warn(&format!(
+                    "socket takeover is off: {generation} could not install its seccomp filter ({err}); \
+                     a server that binds its own port is restarted the plain way (--no-takeover silences this)"
+                ));
+            }
+        }
+    }
+}
+
+/// Starts socket takeover, or says once why it cannot work here.
+fn start_takeover(
+    listeners: &Listeners,
+    backlog: i32,
+    tx: &Sender<Input>,
+    reporter: &mut Reporter,
+) -> Option<Takeover> {
+    let started = takeover::probe().and_then(|()| {
+        let seeds = listeners
+            .copies()
+            .into_iter()
+            .map(|(fd, name)| Seed { fd, name })
+            .collect();
+        Takeover::start(tx.clone(), seeds, backlog).map_err(|e| e.to_string())
+    });
+    match started {
+        Ok(takeover) => Some(takeover),
+        Err(why) => {
+            reporter.info(
+                &format!(
+                    "socket takeover is off: {why}; a server that binds its own port is restarted \
+                     the plain way (--no-takeover silences this)"
+                ),
+                "takeover_off",
+                serde_json::json!({ "why": why }),
+            );
+            None
+        }
     }
 }
 

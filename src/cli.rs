@@ -84,11 +84,23 @@ struct Args {
     backlog: i32,
 
     /// When a new generation is ready, so the old one may be stopped: `notify` (it sends
-    /// READY=1 to $NOTIFY_SOCKET, sd_notify), `delay:DURATION` (it stayed up that long).
-    /// Without it, a generation is ready once its exec succeeded. A generation that exits
-    /// or is not ready in time is stopped and the old one keeps serving.
+    /// READY=1 to $NOTIFY_SOCKET, sd_notify), `delay:DURATION` (it stayed up that long),
+    /// `exec` (its exec succeeded). Without it: once its exec succeeded, or — when the
+    /// generation it replaces listens on a socket hotrun took over — once it listens there
+    /// too. A generation that exits or is not ready in time is stopped and the old one
+    /// keeps serving.
     #[arg(short, long, value_name = "HOW", value_parser = parse_ready)]
     ready: Option<Readiness>,
+
+    /// Do not take over listening sockets: a server that binds its own port is restarted
+    /// the plain way (Linux; see the README, "Socket takeover").
+    #[arg(long)]
+    no_takeover: bool,
+
+    /// How long a replaced generation gets no new connections before its stop signal, so
+    /// that requests it already accepted can finish (socket takeover, --listen).
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration, allow_hyphen_values = true)]
+    drain: Duration,
 
     /// How long a new generation may take to become ready.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
@@ -182,6 +194,8 @@ pub(crate) struct Config {
     pub(crate) settings: Settings,
     pub(crate) listen: Vec<ListenSpec>,
     pub(crate) backlog: i32,
+    /// Take over the listening sockets servers bind themselves (Linux).
+    pub(crate) takeover: bool,
     pub(crate) events: Option<PathBuf>,
     /// `hotrun drill`.
     pub(crate) drill: Option<DrillConfig>,
@@ -287,11 +301,13 @@ impl Args {
                     OnExitArg::Restart => OnExit::Restart,
                     OnExitArg::Exit => OnExit::Exit,
                 },
-                ready: self.ready.unwrap_or(Readiness::Exec),
+                ready: self.ready.unwrap_or(Readiness::Auto),
                 ready_timeout: self.ready_timeout,
+                drain: self.drain,
             },
             listen: self.listen,
             backlog: self.backlog,
+            takeover: !self.no_takeover,
             events: self.events,
             drill: None,
             quiet: self.quiet,
@@ -418,7 +434,7 @@ fn parse_ready(text: &str) -> Result<Readiness, String> {
              answer (use notify or delay:DURATION)"
                 .into(),
         ),
-        _ => Err("expected notify or delay:DURATION".into()),
+        _ => Err("expected notify, delay:DURATION or exec".into()),
     }
 }
 

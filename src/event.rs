@@ -143,6 +143,20 @@ pub(crate) struct SpawnFailure {
     pub(crate) exit_code: i32,
 }
 
+/// What socket takeover saw a generation do with a listening socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SocketNews {
+    /// It listens on `addr` (a socket hotrun holds). `first`: the first generation to
+    /// listen there; hotrun holds the socket from now on.
+    Listening { addr: String, first: bool },
+    /// It bound `addr`, which hotrun holds, and got the held socket.
+    TookOver { addr: String },
+    /// It accepted a connection on a socket hotrun holds for the first time.
+    Accepting,
+    /// It bound `addr`, which hotrun holds, but could not be given the held socket.
+    Declined { addr: String, why: String },
+}
+
 /// Everything the supervisor is told.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Event {
@@ -180,6 +194,11 @@ pub(crate) enum Event {
         ready: bool,
         status: Option<String>,
     },
+    /// Socket takeover saw the generation bind, listen or accept.
+    Socket {
+        generation: Generation,
+        news: SocketNews,
+    },
     /// A deadline that the supervisor gave in `next_deadline` has passed.
     Tick,
 }
@@ -197,6 +216,9 @@ pub(crate) enum Action {
         generation: Generation,
         signal: Signal,
     },
+    /// The generation is being replaced: from now on it gets no new connection on the
+    /// sockets hotrun holds (its accepts are held back).
+    Drain { generation: Generation },
     /// Is anything but the (zombie) leader left in the generation's group? (answer:
     /// `GroupChecked`)
     CheckGroup { generation: Generation },
@@ -281,7 +303,28 @@ pub(crate) enum Status {
         message: String,
         still_serving: Option<Generation>,
     },
-    /// The new generation is ready (`how`: "READY=1", "delay").
+    /// The old generation takes no new connection; its stop signal follows after `drain`.
+    Draining {
+        generation: Generation,
+        drain: Duration,
+    },
+    /// The generation listens on a socket hotrun now holds for later generations.
+    SocketHeld {
+        generation: Generation,
+        addr: String,
+    },
+    /// The generation bound an address hotrun holds and was given that socket.
+    SocketTakenOver {
+        generation: Generation,
+        addr: String,
+    },
+    /// The generation bound an address hotrun holds but could not be given the socket.
+    TakeoverDeclined {
+        generation: Generation,
+        addr: String,
+        why: String,
+    },
+    /// The new generation is ready (`how`: "READY=1", "delay", "listen").
     Ready {
         generation: Generation,
         after: Duration,

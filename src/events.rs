@@ -118,6 +118,25 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             "spawned",
             json!({ "gen": generation.0, "pid": pid, "pgid": pid, "trigger": trigger.to_string(), "latency_ms": ms(*latency) }),
         ),
+        Status::Draining { generation, drain } => (
+            "draining",
+            json!({ "gen": generation.0, "drain_ms": ms(*drain) }),
+        ),
+        Status::SocketHeld { generation, addr } => {
+            ("socket_held", json!({ "gen": generation.0, "addr": addr }))
+        }
+        Status::SocketTakenOver { generation, addr } => (
+            "socket_taken_over",
+            json!({ "gen": generation.0, "addr": addr }),
+        ),
+        Status::TakeoverDeclined {
+            generation,
+            addr,
+            why,
+        } => (
+            "takeover_declined",
+            json!({ "gen": generation.0, "addr": addr, "why": why }),
+        ),
         Status::Ready {
             generation,
             after,

@@ -15,6 +15,7 @@ mod report;
 mod signals;
 mod sockets;
 mod supervisor;
+mod takeover;
 mod watcher;
 
 use std::ffi::OsStr;

@@ -21,6 +21,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use crate::event::{ChildEnd, FileSig, Generation, SpawnFailure};
+use crate::takeover::ChildHook;
 
 /// A process group id: the only thing hotrun ever sends a signal to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,10 +99,13 @@ impl Spawner {
     /// fork, so no other way can know the pid in time). The trampoline reports a failed
     /// exec through a close-on-exec pipe, so this still returns only once the command
     /// itself was exec'd.
+    ///
+    /// `takeover`: installed last in the child, before exec (socket takeover's filter).
     pub(crate) fn spawn(
         &self,
         generation: Generation,
         handoff: &Handoff,
+        takeover: Option<ChildHook>,
     ) -> Result<Leader, SpawnFailure> {
         let status_pipe = if handoff.listen_pid {
             Some(io::pipe().map_err(|e| SpawnFailure {
@@ -143,11 +147,18 @@ impl Spawner {
         let parent = nix::unistd::getpid().as_raw();
         let keep = libc::c_int::try_from(handoff.sockets).unwrap_or(0);
         let keep_also = status_fd.unwrap_or(-1);
-        // SAFETY: `child_setup` runs between fork and exec and only makes async-signal-safe
-        // system calls (sigprocmask, signal, prctl, getppid, close_range, fcntl); it
-        // allocates nothing.
+        // SAFETY: `child_setup` and the takeover hook run between fork and exec and only
+        // make async-signal-safe system calls (sigprocmask, signal, prctl, getppid,
+        // close_range, fcntl, seccomp, sendmsg, close); they allocate nothing. The hook's
+        // socket pair and filter program live in the caller until `spawn` returns.
         unsafe {
-            cmd.pre_exec(move || child_setup(parent, keep, keep_also));
+            cmd.pre_exec(move || {
+                child_setup(parent, keep, keep_also)?;
+                if let Some(hook) = takeover {
+                    hook.install();
+                }
+                Ok(())
+            });
         }
         let child = cmd
             .spawn()

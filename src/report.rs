@@ -186,6 +186,33 @@ fn describe(status: &Status) -> (Level, String) {
             };
             (Level::Error, format!("{message}{tail}"))
         }
+        Status::Draining { generation, drain } => (
+            Level::Info,
+            format!(
+                "{generation} takes no new connections; its stop signal follows in {}",
+                ms(*drain)
+            ),
+        ),
+        Status::SocketHeld { generation, addr } => (
+            Level::Info,
+            format!(
+                "{generation} listens on {addr}; hotrun holds that socket for the next generations (socket takeover)"
+            ),
+        ),
+        Status::SocketTakenOver { generation, addr } => (
+            Level::Good,
+            format!("{generation} took over {addr}, the listening socket hotrun holds"),
+        ),
+        Status::TakeoverDeclined {
+            generation,
+            addr,
+            why,
+        } => (
+            Level::Warn,
+            format!(
+                "{generation} bound {addr} but cannot take over the socket hotrun holds: {why}; its bind runs as without takeover"
+            ),
+        ),
         Status::Ready {
             generation,
             after,

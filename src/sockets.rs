@@ -178,6 +178,15 @@ impl Listeners {
         &self.names
     }
 
+    /// A copy of every socket (close-on-exec, at some free descriptor), with its name.
+    pub(crate) fn copies(&self) -> Vec<(OwnedFd, String)> {
+        self.fds
+            .iter()
+            .zip(&self.names)
+            .filter_map(|(fd, name)| fd.try_clone().ok().map(|fd| (fd, name.clone())))
+            .collect()
+    }
+
     /// The environment the protocol needs (all but `LISTEN_PID`).
     pub(crate) fn env(&self) -> Vec<(&'static str, OsString)> {
         if self.is_empty() {

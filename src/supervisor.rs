@@ -41,8 +41,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::event::{
-    Action, ChildEnd, Event, FileSig, Generation, Outcome, ShutdownSignal, SpawnFailure, Status,
-    StopEnd, Trigger,
+    Action, ChildEnd, Event, FileSig, Generation, Outcome, ShutdownSignal, SocketNews,
+    SpawnFailure, Status, StopEnd, Trigger,
 };
 
 /// What to do when the child exits without being asked to.
@@ -59,7 +59,10 @@ pub(crate) enum OnExit {
 /// When a new generation counts as ready, so that the old one may be stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Readiness {
-    /// As soon as its exec succeeded.
+    /// The default: as soon as its exec succeeded — unless the generation it replaces
+    /// listens on a socket hotrun holds (socket takeover); then once it listens there too.
+    Auto,
+    /// As soon as its exec succeeded (`--ready exec`).
     Exec,
     /// When it sends `READY=1` to its `NOTIFY_SOCKET`.
     Notify,
@@ -77,6 +80,9 @@ pub(crate) struct Settings {
     pub(crate) ready: Readiness,
     /// A new generation not ready by then is stopped and the old one keeps serving.
     pub(crate) ready_timeout: Duration,
+    /// How long a replaced generation that serves on a socket hotrun holds gets no new
+    /// connection before its stop signal (requests it accepted can finish meanwhile).
+    pub(crate) drain: Duration,
 }
 
 /// How long spawn attempts that fail with a transient error are retried, counted from the
@@ -117,6 +123,12 @@ struct Child {
     /// The newest older generation that was alive when this one started: the one it
     /// replaces, and may have raced for a port.
     beside: Option<Generation>,
+    /// It listens on a socket hotrun holds (socket takeover).
+    listening: bool,
+    /// It listens or accepts on a socket hotrun holds: replacing it drains it first.
+    serving: bool,
+    /// Draining: when its stop signal is due.
+    drain_until: Option<Instant>,
     /// Set once hotrun has asked it to stop.
     stop: Option<Stop>,
     /// Set once its leader has exited.
@@ -144,7 +156,7 @@ impl Child {
     fn deadline(&self) -> Option<Instant> {
         let kill = self.stop.as_ref().and_then(|s| s.kill_at);
         let recheck = self.exit.as_ref().and_then(|e| e.recheck_at);
-        earliest([kill, recheck])
+        earliest([kill, recheck, self.drain_until])
     }
 }
 
@@ -312,6 +324,7 @@ impl Supervisor {
             Event::LeaderStopped { generation, signal } => {
                 out.push(Action::Report(Status::Suspended { generation, signal }));
             }
+            Event::Socket { generation, news } => self.on_socket(generation, news, now, &mut out),
             Event::Tick => self.on_tick(now, &mut out),
         }
         out
@@ -426,12 +439,25 @@ impl Supervisor {
             started: now,
             trigger: spawning.trigger,
             beside,
+            listening: false,
+            serving: false,
+            drain_until: None,
             stop: None,
             exit: None,
         });
-        match self.settings.ready {
-            Readiness::Exec => self.take_over(generation, now, out),
-            Readiness::Notify | Readiness::Delay(_) => {
+        // Without --ready, a generation replacing one that listens on a socket hotrun
+        // holds is ready once it listens there too.
+        let gated = match self.settings.ready {
+            Readiness::Exec => false,
+            Readiness::Auto => self
+                .children
+                .iter()
+                .any(|c| Some(c.generation) == self.current && c.listening && c.stop.is_none()),
+            Readiness::Notify | Readiness::Delay(_) => true,
+        };
+        match gated {
+            false => self.take_over(generation, now, out),
+            true => {
                 let ready_at = match self.settings.ready {
                     Readiness::Delay(d) => Some(now + d),
                     _ => None,
@@ -446,18 +472,33 @@ impl Supervisor {
         }
     }
 
-    /// `generation` becomes the current one; every older generation is stopped.
+    /// `generation` becomes the current one; every older generation is stopped — one
+    /// that serves on a socket hotrun holds is drained first.
     fn take_over(&mut self, generation: Generation, now: Instant, out: &mut Vec<Action>) {
         self.mode = Mode::Serving;
         self.current = Some(generation);
-        let older: Vec<Generation> = self
+        let drain = self.settings.drain;
+        let older: Vec<(Generation, bool)> = self
             .children
             .iter()
-            .filter(|c| c.generation != generation && c.stop.is_none())
-            .map(|c| c.generation)
+            .filter(|c| c.generation != generation && c.stop.is_none() && c.drain_until.is_none())
+            .map(|c| (c.generation, c.serving))
             .collect();
-        for old in older {
-            self.stop(old, self.settings.stop_signal, now, out);
+        for (old, serving) in older {
+            if serving {
+                out.push(Action::Drain { generation: old });
+            }
+            if serving && !drain.is_zero() {
+                out.push(Action::Report(Status::Draining {
+                    generation: old,
+                    drain,
+                }));
+                if let Some(child) = self.child_mut(old) {
+                    child.drain_until = Some(now + drain);
+                }
+            } else {
+                self.stop(old, self.settings.stop_signal, now, out);
+            }
         }
         self.follow_up(now, out);
     }
@@ -485,6 +526,41 @@ impl Supervisor {
         }
         if ready {
             self.become_ready(generation, "READY=1", now, out);
+        }
+    }
+
+    fn on_socket(
+        &mut self,
+        generation: Generation,
+        news: SocketNews,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(child) = self.child_mut(generation) else {
+            return;
+        };
+        match news {
+            SocketNews::Accepting => child.serving = true,
+            SocketNews::Listening { addr, first } => {
+                child.listening = true;
+                child.serving = true;
+                if first {
+                    out.push(Action::Report(Status::SocketHeld { generation, addr }));
+                }
+                if self.settings.ready == Readiness::Auto {
+                    self.become_ready(generation, "listen", now, out);
+                }
+            }
+            SocketNews::TookOver { addr } => {
+                out.push(Action::Report(Status::SocketTakenOver { generation, addr }));
+            }
+            SocketNews::Declined { addr, why } => {
+                out.push(Action::Report(Status::TakeoverDeclined {
+                    generation,
+                    addr,
+                    why,
+                }));
+            }
         }
     }
 
@@ -551,6 +627,7 @@ impl Supervisor {
         if child.stop.is_some() {
             return;
         }
+        child.drain_until = None;
         child.stop = Some(Stop {
             sent: now,
             kill_at: Some(now + grace),
@@ -778,7 +855,7 @@ impl Supervisor {
         let eligible = child.trigger != Trigger::Retry
             && self.pending.is_none()
             && matches!(self.mode, Mode::Serving)
-            && self.settings.ready == Readiness::Exec;
+            && matches!(self.settings.ready, Readiness::Exec | Readiness::Auto);
         (eligible && racing).then_some(older)
     }
 
@@ -911,6 +988,18 @@ impl Supervisor {
             && let Some((_, path)) = self.debounce.take()
         {
             self.request_restart(Trigger::PathChanged(path), now, out);
+        }
+        let drained: Vec<Generation> = self
+            .children
+            .iter()
+            .filter(|c| c.drain_until.is_some_and(|at| at <= now))
+            .map(|c| c.generation)
+            .collect();
+        for generation in drained {
+            if let Some(child) = self.child_mut(generation) {
+                child.drain_until = None;
+            }
+            self.stop(generation, self.settings.stop_signal, now, out);
         }
         if self.restart_at.is_some_and(|at| at <= now) {
             self.restart_at = None;

@@ -5,9 +5,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::*;
-use crate::event::{Action, ChildEnd, Event, FileSig, Generation, Outcome, Status, Trigger};
+use crate::event::{
+    Action, ChildEnd, Event, FileSig, Generation, Outcome, SocketNews, Status, Trigger,
+};
 
 const GRACE: Duration = Duration::from_secs(5);
+const DRAIN: Duration = Duration::from_millis(100);
 
 struct Harness {
     sup: Supervisor,
@@ -20,8 +23,9 @@ fn settings(on_exit: OnExit) -> Settings {
         grace: GRACE,
         debounce: Duration::from_millis(50),
         on_exit,
-        ready: Readiness::Exec,
+        ready: Readiness::Auto,
         ready_timeout: Duration::from_secs(30),
+        drain: DRAIN,
     }
 }
 
@@ -811,4 +815,217 @@ fn shutdown_while_a_generation_is_starting_stops_both() {
     let mut sent = signals(&a);
     sent.sort();
     assert_eq!(sent, vec![(1, Signal::SIGTERM), (2, Signal::SIGTERM)]);
+}
+
+// ---- socket takeover: readiness by listen, drain ------------------------------------------
+
+impl Harness {
+    fn socket(&mut self, g: u64, news: SocketNews) -> Vec<Action> {
+        self.ev(Event::Socket {
+            generation: Generation(g),
+            news,
+        })
+    }
+
+    fn listens(&mut self, g: u64, first: bool) -> Vec<Action> {
+        self.socket(
+            g,
+            SocketNews::Listening {
+                addr: "127.0.0.1:8080".into(),
+                first,
+            },
+        )
+    }
+}
+
+fn drains(actions: &[Action]) -> Vec<u64> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Drain { generation } => Some(generation.0),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Gen 1 runs and listens on a socket hotrun now holds; gen 2 was spawned by a SIGHUP.
+fn listening_and_restarted(ready: Readiness) -> Harness {
+    let mut s = settings(OnExit::Wait);
+    s.ready = ready;
+    let mut h = spawned_first(s);
+    if ready == Readiness::Notify {
+        h.ready(1);
+    }
+    let a = h.listens(1, true);
+    assert!(reported(&a, |s| matches!(s, Status::SocketHeld { .. })));
+    h.hup();
+    h
+}
+
+#[test]
+fn a_generation_replacing_a_listening_one_is_ready_once_it_listens_too() {
+    let mut h = listening_and_restarted(Readiness::Auto);
+    let a = h.spawned(2);
+    assert!(signals(&a).is_empty(), "gen 1 serves until gen 2 listens");
+    let a = h.socket(
+        2,
+        SocketNews::TookOver {
+            addr: "127.0.0.1:8080".into(),
+        },
+    );
+    assert!(reported(&a, |s| matches!(
+        s,
+        Status::SocketTakenOver { .. }
+    )));
+    assert!(signals(&a).is_empty());
+    h.advance(Duration::from_millis(200));
+    let a = h.listens(2, false);
+    assert!(reported(
+        &a,
+        |s| matches!(s, Status::Ready { how: "listen", after, .. } if *after == Duration::from_millis(200))
+    ));
+    // Gen 1 takes no new connection now; its stop signal follows after the drain.
+    assert_eq!(drains(&a), vec![1]);
+    assert!(signals(&a).is_empty());
+    assert!(reported(
+        &a,
+        |s| matches!(s, Status::Draining { drain, .. } if *drain == DRAIN)
+    ));
+    let before = h.now;
+    let a = h.tick();
+    assert_eq!(h.now - before, DRAIN);
+    assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
+    let a = h.exited(1, ChildEnd::Signaled(libc::SIGTERM));
+    assert!(reported(&a, |s| matches!(s, Status::Stopped { .. })));
+}
+
+#[test]
+fn a_new_generation_that_exits_before_it_listens_is_rolled_back() {
+    let mut h = listening_and_restarted(Readiness::Auto);
+    h.spawned(2);
+    // A broken build: it dies before it listens; gen 1 keeps serving, undisturbed.
+    let a = h.exited(2, ChildEnd::Exited(101));
+    assert!(reported(&a, |s| matches!(
+        s,
+        Status::RolledBack {
+            still_serving: Generation(1),
+            ..
+        }
+    )));
+    assert!(signals(&a).is_empty() && drains(&a).is_empty());
+    // The next build is tried, through the same gate.
+    let a = h.ev(Event::BinaryChanged(Some(sig(3))));
+    assert_eq!(spawns(&a), vec![3]);
+    assert!(signals(&h.spawned(3)).is_empty());
+    assert_eq!(drains(&h.listens(3, false)), vec![1]);
+}
+
+#[test]
+fn a_new_generation_that_never_listens_is_stopped_after_the_ready_timeout() {
+    let mut h = listening_and_restarted(Readiness::Auto);
+    h.spawned(2);
+    let a = h.tick();
+    assert!(reported(&a, |s| matches!(
+        s,
+        Status::NotReady {
+            still_serving: Some(Generation(1)),
+            ..
+        }
+    )));
+    assert_eq!(signals(&a), vec![(2, Signal::SIGTERM)]);
+}
+
+#[test]
+fn without_a_listening_generation_or_with_ready_exec_there_is_no_gate() {
+    // Gen 1 never listened on a held socket (takeover off, or not a server).
+    let mut h = running(OnExit::Wait);
+    h.hup();
+    let a = h.spawned(2);
+    assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
+    assert!(drains(&a).is_empty());
+    // --ready exec: ready at exec even though gen 1 listens; gen 1 is still drained.
+    let mut h = listening_and_restarted(Readiness::Exec);
+    let a = h.spawned(2);
+    assert_eq!(drains(&a), vec![1]);
+    assert_eq!(signals(&h.tick()), vec![(1, Signal::SIGTERM)]);
+}
+
+#[test]
+fn explicit_readiness_wins_over_listen() {
+    let mut h = listening_and_restarted(Readiness::Notify);
+    h.spawned(2);
+    let a = h.listens(2, false);
+    assert!(!reported(&a, |s| matches!(s, Status::Ready { .. })));
+    assert!(drains(&a).is_empty());
+    let a = h.ev(Event::Notify {
+        generation: Generation(2),
+        ready: true,
+        status: None,
+    });
+    assert!(reported(&a, |s| matches!(
+        s,
+        Status::Ready { how: "READY=1", .. }
+    )));
+    assert_eq!(drains(&a), vec![1]);
+}
+
+#[test]
+fn a_generation_that_only_accepts_on_a_held_socket_is_drained_without_a_gate() {
+    // A LISTEN_FDS server never calls listen(): no gate, but it accepts on the --listen
+    // socket hotrun holds, so it is drained before its stop signal.
+    let mut h = running(OnExit::Wait);
+    h.socket(1, SocketNews::Accepting);
+    h.hup();
+    let a = h.spawned(2);
+    assert_eq!(drains(&a), vec![1]);
+    assert!(signals(&a).is_empty());
+    assert_eq!(signals(&h.tick()), vec![(1, Signal::SIGTERM)]);
+}
+
+#[test]
+fn a_zero_drain_stops_at_once_and_a_shutdown_ends_a_drain() {
+    let mut s = settings(OnExit::Wait);
+    s.drain = Duration::ZERO;
+    let mut h = spawned_first(s);
+    h.listens(1, true);
+    h.hup();
+    h.spawned(2);
+    let a = h.listens(2, false);
+    assert_eq!(drains(&a), vec![1]);
+    assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
+
+    let mut h = listening_and_restarted(Readiness::Auto);
+    h.spawned(2);
+    h.listens(2, false);
+    // SIGINT during the drain: both are stopped now, with the signal that came.
+    let a = h.ev(Event::Shutdown(ShutdownSignal::Interrupt));
+    let mut sent = signals(&a);
+    sent.sort();
+    assert_eq!(sent, vec![(1, Signal::SIGINT), (2, Signal::SIGINT)]);
+    // The drain deadline is gone: no second stop signal later.
+    let a = h.exited(2, ChildEnd::Exited(0));
+    assert!(signals(&a).is_empty());
+    assert!(
+        h.sup
+            .next_deadline()
+            .is_some_and(|d| d >= h.now + GRACE - DRAIN),
+        "only the grace deadline is left"
+    );
+}
+
+#[test]
+fn a_declined_takeover_is_reported() {
+    let mut h = listening_and_restarted(Readiness::Auto);
+    h.spawned(2);
+    let a = h.socket(
+        2,
+        SocketNews::Declined {
+            addr: "127.0.0.1:8080".into(),
+            why: "blocking modes differ".into(),
+        },
+    );
+    assert!(reported(&a, |s| matches!(
+        s,
+        Status::TakeoverDeclined { .. }
+    )));
 }

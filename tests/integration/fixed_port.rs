@@ -1,5 +1,6 @@
-//! Servers that bind their own fixed port (no `--listen`): the new generation may find the
-//! port still held by the old one and exit. Every restart must still end with a server
+//! Servers that bind their own fixed port (no `--listen`), restarted the plain way
+//! (`--no-takeover`, as on macOS or where seccomp is denied): the new generation may find
+//! the port still held by the old one and exit. Every restart must still end with a server
 //! answering on the port — whichever of the two exits hotrun handles first.
 
 use std::fs;
@@ -39,7 +40,7 @@ fn start(sb: &Sandbox, fixture_args: &[&str]) -> (Hotrun, u16, u64) {
     let port_file = sb.path("port");
     let mut args = vec!["--port-file", port_file.to_str().unwrap()];
     args.extend(fixture_args);
-    let h = start_fixture(sb, &[], &args);
+    let h = start_fixture(sb, &["--no-takeover"], &args);
     sb.log().wait_for(&["listening gen=1"]);
     let port: u16 = fs::read_to_string(&port_file).unwrap().parse().unwrap();
     let first = wait_newer(&h, port, 0, "the first start");

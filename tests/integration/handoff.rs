@@ -376,7 +376,10 @@ fn bad_listen_and_ready_values_get_one_line_and_exit_2() {
         (vec!["--listen", "70000"], "expected PORT"),
         (vec!["--listen", "a:b=8080"], "without ':'"),
         (vec!["--backlog", "0", "--listen", "0"], "--backlog"),
-        (vec!["--ready", "soon"], "expected notify or delay"),
+        (
+            vec!["--ready", "soon"],
+            "expected notify, delay:DURATION or exec",
+        ),
         (
             vec!["--ready", "http://127.0.0.1:1/health"],
             "the old generation may answer",

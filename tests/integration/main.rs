@@ -21,3 +21,6 @@ mod restart;
 mod signals;
 /// Bursts, rapid rebuilds, awkward timing, broken binaries and outputs.
 mod storms;
+/// Socket takeover (Linux): unmodified servers that bind their own port, no request lost.
+#[cfg(target_os = "linux")]
+mod takeover;

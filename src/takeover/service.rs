@@ -1,0 +1,754 @@
+//! The takeover thread: it receives every generation's `bind`, `listen` and `accept`
+//! notifications, answers them, and tells the loop what it saw.
+//!
+//! * `bind` of an address hotrun holds (same family, address, port, V6ONLY): the held
+//!   socket is installed at the caller's descriptor (`SECCOMP_IOCTL_NOTIF_ADDFD` with
+//!   `SETFD`, close-on-exec as the caller had it) and the call returns 0. Any other bind
+//!   runs as usual; a TCP bind with a port is remembered, so that its `listen` can be held.
+//! * `listen` on a socket bound that way: hotrun runs the `listen` itself on its own
+//!   reference to the socket (`pidfd_getfd`), with at least hotrun's backlog, and holds the
+//!   socket from then on. `listen` on a held socket returns 0 without running: the accept
+//!   queue is shared, and each `listen(n)` would set its length anew.
+//! * `accept`/`accept4` on a held socket runs as usual — unless the generation is being
+//!   replaced ("draining"): see `held::accept_verdict`.
+//!
+//! Notifications arrive from any thread of any process under the filter (a grandchild
+//! behind `sh -c`): the notification's pid is a thread id. `process_vm_readv` and `kcmp`
+//! take it as it is; `pidfd_open` needs the thread group id, read from /proc. Every value
+//! read from the caller's memory is checked with `SECCOMP_IOCTL_NOTIF_ID_VALID` before it
+//! is acted upon. A notification whose call was interrupted (ENOENT) is dropped: the call
+//! is restarted and comes again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::thread;
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, unbounded};
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{SockaddrStorage, getsockname, getsockopt, sockopt};
+use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+use nix::unistd::Pid;
+
+use super::filter::{ChildHook, Prepared, Program};
+use super::held::{AcceptFacts, AcceptVerdict, BindVerdict, Held, SockKey};
+use crate::app::Input;
+use crate::event::{Generation, SocketNews};
+
+/// The loop's handle on the takeover thread.
+#[derive(Debug)]
+pub(crate) struct Takeover {
+    commands: Sender<Command>,
+    wake: OwnedFd,
+    program: Program,
+}
+
+/// A socket hotrun holds from the start (a `--listen` socket), with its name.
+#[derive(Debug)]
+pub(crate) struct Seed {
+    pub(crate) fd: OwnedFd,
+    pub(crate) name: String,
+}
+
+#[derive(Debug)]
+enum Command {
+    Adopt {
+        generation: Generation,
+        listener: OwnedFd,
+    },
+    Drain(Generation),
+    Stopping {
+        generation: Generation,
+        signal: i32,
+    },
+    Gone(Generation),
+}
+
+impl Takeover {
+    /// Starts the takeover thread. `seeds` are held for hotrun's whole life; a socket
+    /// hotrun starts holding gets a backlog of at least `backlog`.
+    pub(crate) fn start(tx: Sender<Input>, seeds: Vec<Seed>, backlog: i32) -> io::Result<Takeover> {
+        let sizes = notif_sizes()?;
+        let (wake_read, wake_write) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(io::Error::from)?;
+        let (commands, rx) = unbounded();
+        let held = seeds
+            .into_iter()
+            .map(|seed| {
+                let key = tcp_key(seed.fd.as_fd());
+                Held {
+                    name: key.map_or_else(|| seed.name.clone(), |k| k.to_string()),
+                    key,
+                    fd: seed.fd,
+                    users: BTreeSet::new(),
+                    permanent: true,
+                }
+            })
+            .collect();
+        let service = Service {
+            rx,
+            wake: wake_read,
+            tx,
+            generations: BTreeMap::new(),
+            held,
+            backlog,
+            sizes,
+            me: nix::unistd::getpid(),
+        };
+        thread::Builder::new()
+            .name("takeover".into())
+            .spawn(move || service.run())?;
+        Ok(Takeover {
+            commands,
+            wake: wake_write,
+            program: Program::new(),
+        })
+    }
+
+    /// Before a spawn: the socket pair the child sends its filter's listener over, and
+    /// what its `pre_exec` needs.
+    pub(crate) fn prepare(&self) -> io::Result<(Prepared, ChildHook)> {
+        let prepared = Prepared::new()?;
+        let hook = prepared.hook(&self.program);
+        Ok((prepared, hook))
+    }
+
+    /// A generation was spawned under the filter; its notifications come in `listener`.
+    pub(crate) fn adopt(&self, generation: Generation, listener: OwnedFd) {
+        self.send(Command::Adopt {
+            generation,
+            listener,
+        });
+    }
+
+    /// The generation is being replaced: it takes no new connection from now on.
+    pub(crate) fn drain(&self, generation: Generation) {
+        self.send(Command::Drain(generation));
+    }
+
+    /// The generation was sent its stop signal.
+    pub(crate) fn stopping(&self, generation: Generation, signal: i32) {
+        self.send(Command::Stopping { generation, signal });
+    }
+
+    /// The generation is gone (reaped): what it held is released.
+    pub(crate) fn gone(&self, generation: Generation) {
+        self.send(Command::Gone(generation));
+    }
+
+    fn send(&self, command: Command) {
+        if self.commands.send(command).is_ok() {
+            // A full pipe already means "look at the commands".
+            let _ = nix::unistd::write(&self.wake, &[1]);
+        }
+    }
+}
+
+/// `SECCOMP_GET_NOTIF_SIZES`: the kernel's structure sizes (they may grow).
+fn notif_sizes() -> io::Result<libc::seccomp_notif_sizes> {
+    let mut sizes = libc::seccomp_notif_sizes {
+        seccomp_notif: 0,
+        seccomp_notif_resp: 0,
+        seccomp_data: 0,
+    };
+    // SAFETY: the kernel writes a seccomp_notif_sizes into `sizes`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_NOTIF_SIZES,
+            0,
+            &mut sizes as *mut libc::seccomp_notif_sizes,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sizes)
+}
+
+/// One generation as the takeover thread knows it.
+#[derive(Debug, Default)]
+struct Gen {
+    /// `None` once no process uses the filter any more.
+    listener: Option<OwnedFd>,
+    draining: bool,
+    stop_signal: Option<i32>,
+    /// Accepts left unanswered while draining: (notification id, thread id).
+    parked: Vec<(u64, i32)>,
+    /// Sockets (by inode) it bound to a TCP port, not listening yet.
+    bound: BTreeSet<u64>,
+    told_accepting: bool,
+}
+
+struct Service {
+    rx: Receiver<Command>,
+    wake: OwnedFd,
+    tx: Sender<Input>,
+    generations: BTreeMap<Generation, Gen>,
+    held: Vec<Held>,
+    backlog: i32,
+    sizes: libc::seccomp_notif_sizes,
+    me: Pid,
+}
+
+/// How a notification is answered.
+enum Reply {
+    /// Run the call as the caller made it.
+    Continue,
+    /// It returns this value.
+    Value(i64),
+    /// It fails with this errno.
+    Error(i32),
+    /// No answer now (a parked accept).
+    Later,
+}
+
+impl Service {
+    fn run(mut self) {
+        loop {
+            let order: Vec<Generation> = self
+                .generations
+                .iter()
+                .filter(|(_, g)| g.listener.is_some())
+                .map(|(generation, _)| *generation)
+                .collect();
+            let mut fds = vec![PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
+            for generation in &order {
+                if let Some(listener) = self
+                    .generations
+                    .get(generation)
+                    .and_then(|g| g.listener.as_ref())
+                {
+                    fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => return,
+            }
+            let ready: Vec<(usize, PollFlags)> = fds
+                .iter()
+                .enumerate()
+                .map(|(i, fd)| (i, fd.revents().unwrap_or(PollFlags::empty())))
+                .filter(|(_, r)| !r.is_empty())
+                .collect();
+            drop(fds);
+            for (i, revents) in ready {
+                if i == 0 {
+                    if !self.commands() {
+                        return;
+                    }
+                    continue;
+                }
+                let Some(&generation) = order.get(i - 1) else {
+                    continue;
+                };
+                if revents.contains(PollFlags::POLLIN) {
+                    self.notification(generation);
+                } else if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                    // No process uses the filter any more.
+                    if let Some(g) = self.generations.get_mut(&generation) {
+                        g.listener = None;
+                        g.parked.clear();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles queued commands; false once the loop is gone.
+    fn commands(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        while matches!(nix::unistd::read(&self.wake, &mut buf), Ok(n) if n > 0) {}
+        loop {
+            match self.rx.try_recv() {
+                Ok(command) => self.command(command),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Adopt {
+                generation,
+                listener,
+            } => {
+                self.generations.insert(
+                    generation,
+                    Gen {
+                        listener: Some(listener),
+                        ..Gen::default()
+                    },
+                );
+            }
+            Command::Drain(generation) => {
+                if let Some(g) = self.generations.get_mut(&generation) {
+                    g.draining = true;
+                }
+            }
+            Command::Stopping { generation, signal } => {
+                let Some(g) = self.generations.get_mut(&generation) else {
+                    return;
+                };
+                g.stop_signal = Some(signal);
+                // A parked thread that blocks the stop signal would never see it: send it
+                // back to its poll loop.
+                let parked = std::mem::take(&mut g.parked);
+                let mut keep = Vec::new();
+                for (id, tid) in parked {
+                    if blocks_signal(tid, signal) {
+                        if let Some(listener) = g.listener.as_ref() {
+                            respond(listener.as_fd(), id, &Reply::Error(libc::EINTR));
+                        }
+                    } else {
+                        keep.push((id, tid));
+                    }
+                }
+                g.parked = keep;
+            }
+            Command::Gone(generation) => {
+                self.generations.remove(&generation);
+                self.held.retain_mut(|held| {
+                    held.users.remove(&generation);
+                    held.permanent || !held.users.is_empty()
+                });
+            }
+        }
+    }
+
+    /// Receives and answers one notification of `generation`.
+    fn notification(&mut self, generation: Generation) {
+        let Some(listener) = self
+            .generations
+            .get(&generation)
+            .and_then(|g| g.listener.as_ref())
+            .and_then(|l| l.try_clone().ok())
+        else {
+            return;
+        };
+        let Some(notif) = receive(listener.as_fd(), &self.sizes) else {
+            return;
+        };
+        let nr = libc::c_long::from(notif.data.nr);
+        let tid = i32::try_from(notif.pid).unwrap_or(0);
+        let fd = RawFd::try_from(notif.data.args[0]).unwrap_or(-1);
+        let call = Call {
+            listener: listener.as_fd(),
+            id: notif.id,
+            tid,
+            fd,
+        };
+        let reply = if nr == libc::SYS_bind {
+            self.bind(generation, &call, notif.data.args[1], notif.data.args[2])
+        } else if nr == libc::SYS_listen {
+            let backlog = i32::try_from(notif.data.args[1] as i64).unwrap_or(i32::MAX);
+            self.listen(generation, &call, backlog)
+        } else if nr == libc::SYS_accept || nr == libc::SYS_accept4 {
+            self.accept(generation, &call)
+        } else {
+            Reply::Continue
+        };
+        respond(listener.as_fd(), notif.id, &reply);
+    }
+
+    fn bind(&mut self, generation: Generation, call: &Call, addr: u64, len: u64) -> Reply {
+        let len = usize::try_from(len).unwrap_or(0).min(128);
+        if len < 16 {
+            return Reply::Continue;
+        }
+        let mut raw = [0u8; 128];
+        let Ok(read) = process_vm_readv(
+            Pid::from_raw(call.tid),
+            &mut [IoSliceMut::new(&mut raw[..len])],
+            &[RemoteIoVec {
+                base: usize::try_from(addr).unwrap_or(0),
+                len,
+            }],
+        ) else {
+            return Reply::Continue;
+        };
+        let family = u16::from_ne_bytes([raw[0], raw[1]]);
+        if read < len
+            || !matches!(i32::from(family), libc::AF_INET | libc::AF_INET6)
+            || raw[2..4] == [0, 0]
+            || !call.valid()
+        {
+            return Reply::Continue;
+        }
+        let Some(socket) = call.socket() else {
+            return Reply::Continue;
+        };
+        if !is_tcp(socket.as_fd()) {
+            return Reply::Continue;
+        }
+        let v6only = i32::from(family) == libc::AF_INET6
+            && getsockopt(&socket, sockopt::Ipv6V6Only).unwrap_or(false);
+        let Some(key) = SockKey::from_sockaddr(&raw[..len], v6only) else {
+            return Reply::Continue;
+        };
+        let Some(index) = self.held.iter().position(|h| h.key == Some(key)) else {
+            // A first bind: it runs as usual (with the caller's own privileges); its
+            // listen makes hotrun hold the socket.
+            if let (Some(g), Some(ino)) = (self.generations.get_mut(&generation), inode(&socket)) {
+                g.bound.insert(ino);
+            }
+            return Reply::Continue;
+        };
+        self.take_over(generation, call, &socket, index)
+    }
+
+    /// Installs held socket `index` at the caller's descriptor.
+    fn take_over(
+        &mut self,
+        generation: Generation,
+        call: &Call,
+        socket: &OwnedFd,
+        index: usize,
+    ) -> Reply {
+        let held = &self.held[index];
+        let name = held.name.clone();
+        let child_nonblocking = nonblocking(socket.as_fd());
+        let others_alive = held
+            .users
+            .iter()
+            .any(|g| *g != generation && self.generations.contains_key(g));
+        let (verdict, mode) = super::held::bind_verdict(
+            nonblocking(held.fd.as_fd()),
+            child_nonblocking,
+            others_alive,
+        );
+        if let BindVerdict::Decline(why) = verdict {
+            self.tell(generation, SocketNews::Declined { addr: name, why });
+            return Reply::Continue;
+        }
+        if let Some(nonblocking) = mode {
+            set_nonblocking(held.fd.as_fd(), nonblocking);
+        }
+        let cloexec = cloexec_in(call.tid, call.fd);
+        let addfd = libc::seccomp_notif_addfd {
+            id: call.id,
+            flags: libc::SECCOMP_ADDFD_FLAG_SETFD as u32,
+            srcfd: u32::try_from(held.fd.as_raw_fd()).unwrap_or(0),
+            newfd: u32::try_from(call.fd).unwrap_or(0),
+            newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
+        };
+        // SAFETY: ADDFD reads one seccomp_notif_addfd from the pointer.
+        let rc = unsafe {
+            libc::ioctl(
+                call.listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_ADDFD,
+                &addfd as *const libc::seccomp_notif_addfd,
+            )
+        };
+        if rc < 0 {
+            let err = Errno::last();
+            if err == Errno::ENOENT {
+                // The call was interrupted; it comes again.
+                return Reply::Later;
+            }
+            self.tell(
+                generation,
+                SocketNews::Declined {
+                    addr: name,
+                    why: format!("cannot install the held socket: {err}"),
+                },
+            );
+            return Reply::Continue;
+        }
+        self.held[index].users.insert(generation);
+        self.tell(generation, SocketNews::TookOver { addr: name });
+        Reply::Value(0)
+    }
+
+    fn listen(&mut self, generation: Generation, call: &Call, backlog: i32) -> Reply {
+        if let Some(held) = self.held_at(call) {
+            // Already listening with the queue every generation shares.
+            let addr = self.held[held].name.clone();
+            self.held[held].users.insert(generation);
+            self.tell(generation, SocketNews::Listening { addr, first: false });
+            return Reply::Value(0);
+        }
+        let Some(g) = self.generations.get(&generation) else {
+            return Reply::Continue;
+        };
+        if g.bound.is_empty() {
+            return Reply::Continue;
+        }
+        let Some(socket) = call.socket() else {
+            return Reply::Continue;
+        };
+        let Some(ino) = inode(&socket).filter(|ino| g.bound.contains(ino)) else {
+            return Reply::Continue;
+        };
+        // SAFETY: listen on hotrun's own reference to the caller's socket.
+        let rc = unsafe { libc::listen(socket.as_raw_fd(), backlog.max(self.backlog)) };
+        if rc < 0 {
+            return Reply::Error(Errno::last() as i32);
+        }
+        if let Some(g) = self.generations.get_mut(&generation) {
+            g.bound.remove(&ino);
+        }
+        let Some(key) = tcp_key(socket.as_fd()) else {
+            return Reply::Value(0);
+        };
+        let addr = key.to_string();
+        self.held.push(Held {
+            key: Some(key),
+            name: addr.clone(),
+            fd: socket,
+            users: BTreeSet::from([generation]),
+            permanent: false,
+        });
+        self.tell(generation, SocketNews::Listening { addr, first: true });
+        Reply::Value(0)
+    }
+
+    fn accept(&mut self, generation: Generation, call: &Call) -> Reply {
+        let Some(index) = self.held_at(call) else {
+            return Reply::Continue;
+        };
+        let nonblocking = nonblocking(self.held[index].fd.as_fd());
+        let Some(g) = self.generations.get_mut(&generation) else {
+            return Reply::Continue;
+        };
+        let facts = AcceptFacts {
+            draining: g.draining,
+            stopping: g.stop_signal.is_some(),
+            nonblocking,
+            signal_blocked: g
+                .stop_signal
+                .is_some_and(|signal| blocks_signal(call.tid, signal)),
+        };
+        let first = !g.told_accepting;
+        g.told_accepting = true;
+        let reply = match super::held::accept_verdict(facts) {
+            AcceptVerdict::Continue => Reply::Continue,
+            AcceptVerdict::Refuse(errno) => Reply::Error(errno),
+            AcceptVerdict::Park => {
+                g.parked.push((call.id, call.tid));
+                Reply::Later
+            }
+        };
+        if first {
+            self.tell(generation, SocketNews::Accepting);
+        }
+        reply
+    }
+
+    /// The held socket the caller's descriptor refers to, if any.
+    fn held_at(&self, call: &Call) -> Option<usize> {
+        self.held
+            .iter()
+            .position(|h| same_file(call.tid, call.fd, self.me, h.fd.as_raw_fd()))
+    }
+
+    fn tell(&self, generation: Generation, news: SocketNews) {
+        let _ = self.tx.send(Input::Socket { generation, news });
+    }
+}
+
+/// One notification, as far as the answers need it.
+struct Call<'a> {
+    listener: BorrowedFd<'a>,
+    id: u64,
+    tid: i32,
+    fd: RawFd,
+}
+
+impl Call<'_> {
+    /// The caller still waits in this call (its memory was read for this very call).
+    fn valid(&self) -> bool {
+        let id = self.id;
+        // SAFETY: ID_VALID reads one u64 from the pointer.
+        let rc = unsafe {
+            libc::ioctl(
+                self.listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+                &id as *const u64,
+            )
+        };
+        rc == 0
+    }
+
+    /// hotrun's own reference to the caller's descriptor (`pidfd_getfd`).
+    fn socket(&self) -> Option<OwnedFd> {
+        let tgid = tgid(self.tid)?;
+        // SAFETY: pidfd_open returns a new descriptor or -1.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, tgid, 0) };
+        let pidfd = RawFd::try_from(pidfd).ok().filter(|fd| *fd >= 0)?;
+        // SAFETY: pidfd_open just returned this descriptor to hotrun.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        // SAFETY: pidfd_getfd returns a new close-on-exec descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), self.fd, 0) };
+        let fd = RawFd::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+        // A copy made after the call was answered would be someone else's descriptor.
+        if !self.valid() {
+            // SAFETY: as above, the descriptor is hotrun's; dropping it closes it.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            return None;
+        }
+        // SAFETY: pidfd_getfd just returned this descriptor to hotrun.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+/// `SECCOMP_IOCTL_NOTIF_RECV` into a buffer as large as the kernel's structure.
+fn receive(
+    listener: BorrowedFd<'_>,
+    sizes: &libc::seccomp_notif_sizes,
+) -> Option<libc::seccomp_notif> {
+    let words = usize::from(sizes.seccomp_notif)
+        .max(std::mem::size_of::<libc::seccomp_notif>())
+        .div_ceil(8);
+    let mut buf = vec![0u64; words];
+    // SAFETY: the buffer is zeroed (the kernel requires it), 8-byte aligned and at least
+    // as large as the kernel's seccomp_notif.
+    let rc = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV,
+            buf.as_mut_ptr(),
+        )
+    };
+    if rc < 0 {
+        return None;
+    }
+    // SAFETY: the kernel filled in a seccomp_notif at the start of the buffer.
+    Some(unsafe { std::ptr::read(buf.as_ptr().cast::<libc::seccomp_notif>()) })
+}
+
+fn respond(listener: BorrowedFd<'_>, id: u64, reply: &Reply) {
+    let (val, error, flags) = match reply {
+        Reply::Later => return,
+        Reply::Continue => (0, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
+        Reply::Value(v) => (*v, 0, 0),
+        Reply::Error(errno) => (0, -errno, 0),
+    };
+    let resp = libc::seccomp_notif_resp {
+        id,
+        val,
+        error,
+        flags,
+    };
+    // SAFETY: SEND reads one seccomp_notif_resp from the pointer. ENOENT (the caller was
+    // interrupted or died) needs nothing done.
+    unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            &resp as *const libc::seccomp_notif_resp,
+        );
+    }
+}
+
+/// The thread group of thread `tid` (`Tgid:` in /proc/TID/status).
+fn tgid(tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether thread `tid` blocks `signal` (`SigBlk:` in /proc/TID/status).
+fn blocks_signal(tid: i32, signal: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+        return false;
+    };
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    (1..=64).contains(&signal) && mask & (1 << (signal - 1)) != 0
+}
+
+/// Whether descriptor `fd` of thread `tid` is the very file hotrun has at `ours` (`kcmp`).
+fn same_file(tid: i32, fd: RawFd, me: Pid, ours: RawFd) -> bool {
+    // SAFETY: kcmp only compares kernel objects; it reads no memory of ours.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            tid,
+            me.as_raw(),
+            KCMP_FILE,
+            libc::c_long::from(fd),
+            libc::c_long::from(ours),
+        )
+    };
+    rc == 0
+}
+
+/// linux/kcmp.h
+const KCMP_FILE: libc::c_int = 0;
+
+/// Whether descriptor `fd` of thread `tid` is close-on-exec (/proc/PID/fdinfo: a copy
+/// taken with pidfd_getfd is always close-on-exec, so it cannot tell).
+fn cloexec_in(tid: i32, fd: RawFd) -> bool {
+    let Ok(info) = std::fs::read_to_string(format!("/proc/{tid}/fdinfo/{fd}")) else {
+        return true;
+    };
+    info.lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|v| i64::from_str_radix(v.trim(), 8).ok())
+        .is_none_or(|flags| flags & i64::from(libc::O_CLOEXEC) != 0)
+}
+
+fn is_tcp(fd: BorrowedFd<'_>) -> bool {
+    matches!(
+        getsockopt(&fd, sockopt::SockType),
+        Ok(nix::sys::socket::SockType::Stream)
+    ) && int_option(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL) == Some(libc::IPPROTO_TCP)
+}
+
+/// An integer socket option nix has no wrapper for.
+fn int_option(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> Option<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `value`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(value)
+}
+
+fn nonblocking(fd: BorrowedFd<'_>) -> bool {
+    fcntl(fd, FcntlArg::F_GETFL)
+        .is_ok_and(|flags| OFlag::from_bits_truncate(flags).contains(OFlag::O_NONBLOCK))
+}
+
+fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) {
+    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
+        let mut flags = OFlag::from_bits_truncate(flags);
+        flags.set(OFlag::O_NONBLOCK, on);
+        let _ = fcntl(fd, FcntlArg::F_SETFL(flags));
+    }
+}
+
+fn inode(fd: &OwnedFd) -> Option<u64> {
+    nix::sys::stat::fstat(fd).ok().map(|s| s.st_ino)
+}
+
+/// The key of a bound TCP socket (address from getsockname, V6ONLY as set).
+pub(crate) fn tcp_key(fd: BorrowedFd<'_>) -> Option<SockKey> {
+    let addr = getsockname::<SockaddrStorage>(fd.as_raw_fd()).ok()?;
+    let (addr, v6only) = if let Some(v4) = addr.as_sockaddr_in() {
+        (std::net::SocketAddr::V4((*v4).into()), false)
+    } else if let Some(v6) = addr.as_sockaddr_in6() {
+        let v6only = getsockopt(&fd, sockopt::Ipv6V6Only).unwrap_or(false);
+        (std::net::SocketAddr::V6((*v6).into()), v6only)
+    } else {
+        return None;
+    };
+    (addr.port() != 0).then(|| SockKey::new(addr, v6only))
+}

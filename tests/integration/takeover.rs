@@ -1,0 +1,652 @@
+//! Socket takeover (Linux): unmodified servers that bind their own port — the Rust
+//! fixture, `python3 -m http.server`, a Go net/http server, behind `sh -c` and `go run` —
+//! restarted under continuous load without one failed request; broken builds rolled back;
+//! the pitfalls (blocking modes, backlog, dual stack, pass-through binds, close-on-exec, a
+//! server that blocks its stop signal) each checked with a real process.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::sys::socket::{
+    AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, setsockopt, socket, sockopt,
+};
+
+use crate::harness::*;
+
+/// A TCP port no other process can take for the life of the returned socket: bound with
+/// SO_REUSEADDR and never listening. A server that sets SO_REUSEADDR too (std, Go, Python,
+/// most C servers) can still bind and listen on it; nothing that asks for a free port gets
+/// it. (No bind-and-release race.)
+fn reserve_port() -> (OwnedFd, u16) {
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(
+            std::net::Ipv4Addr::UNSPECIFIED,
+            0,
+        )),
+    )
+    .unwrap();
+    let port = getsockname::<SockaddrIn>(fd.as_raw_fd()).unwrap().port();
+    (fd, port)
+}
+
+/// Whether `tool` runs here; a missing tool skips the test with a message, and fails it
+/// when `CI=true` (CI installs everything the tests need).
+fn have(tool: &str, version_arg: &str) -> bool {
+    let found = Command::new(tool)
+        .arg(version_arg)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is missing and CI=true: .ci/run installs it"
+        );
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    found
+}
+
+/// How a request is made.
+#[derive(Clone, Copy)]
+enum Ask {
+    /// Connect and read the fixture's `gen=N` line.
+    Raw,
+    /// `GET /` and read the whole response; 200 passes.
+    Http,
+}
+
+/// A client asking continuously, one connection at a time.
+struct Load {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<String>>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(targets: Vec<SocketAddr>, ask: Ask) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let (s, a, f) = (stop.clone(), answered.clone(), failures.clone());
+        let thread = thread::spawn(move || {
+            let mut n = 0usize;
+            while !s.load(Ordering::SeqCst) {
+                let target = targets[n % targets.len()];
+                n += 1;
+                match request(target, ask) {
+                    Ok(()) => {
+                        a.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(e) => f.lock().unwrap().push(format!("{target}: {e}")),
+                }
+            }
+        });
+        Load {
+            stop,
+            answered,
+            failures,
+            thread: Some(thread),
+        }
+    }
+
+    fn answered(&self) -> u64 {
+        self.answered.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `more` further requests were answered (the load really runs now).
+    fn wait_more(&self, more: u64, h: &Hotrun) {
+        let target = self.answered() + more;
+        wait_until(
+            &format!("{more} more answers"),
+            || self.answered() >= target || !self.failures.lock().unwrap().is_empty(),
+            || format!("{:?}\n{}", self.failures.lock().unwrap(), h.transcript()),
+        );
+    }
+
+    /// Stops the client; returns (answered, failures).
+    fn finish(mut self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        (self.answered(), self.failures.lock().unwrap().clone())
+    }
+}
+
+fn request(target: SocketAddr, ask: Ask) -> Result<(), String> {
+    let mut stream =
+        TcpStream::connect_timeout(&target, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    if let Ask::Http = ask {
+        stream
+            .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let _ = stream.shutdown(Shutdown::Write);
+    }
+    let mut reply = Vec::new();
+    stream
+        .read_to_end(&mut reply)
+        .map_err(|e| format!("{e} after {} bytes", reply.len()))?;
+    let text = String::from_utf8_lossy(&reply);
+    let ok = match ask {
+        Ask::Raw => text.starts_with("gen="),
+        Ask::Http => text.starts_with("HTTP/1.") && text.split(' ').nth(1) == Some("200"),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad answer {:?}",
+            text.chars().take(40).collect::<String>()
+        ))
+    }
+}
+
+fn v4(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn v6(port: u16) -> SocketAddr {
+    SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port))
+}
+
+/// `restarts` SIGHUP restarts under load, each waited for (the new generation ready, the
+/// old one stopped, and more answers after that); then no request may have failed.
+fn restarts_under_load(h: &mut Hotrun, load: Load, restarts: u64, first_gen: u64) {
+    load.wait_more(5, h);
+    let taken_before = h.count(&["took over"]);
+    for g in first_gen + 1..=first_gen + restarts {
+        h.signal(Signal::SIGHUP);
+        h.expect(&[&format!("gen {g} ready"), "(listen)"]);
+        h.expect(&[&format!("gen {} stopped cleanly", g - 1)]);
+        load.wait_more(5, h);
+    }
+    let (answered, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed across {restarts} restarts: {:?}\n{}",
+        failures.len(),
+        answered as usize + failures.len(),
+        &failures[..failures.len().min(10)],
+        h.transcript()
+    );
+    assert_eq!(
+        h.count(&["took over"]),
+        taken_before + restarts as usize,
+        "every restart took the socket over\n{}",
+        h.transcript()
+    );
+}
+
+/// hotrun over the fixture, which binds `port` itself; waits until gen 1 listens.
+fn fixture_server(sb: &Sandbox, hotrun_args: &[&str], port: u16, extra: &[&str]) -> Hotrun {
+    let port = port.to_string();
+    let mut args = vec!["--port", port.as_str()];
+    args.extend(extra);
+    let h = start_fixture(sb, hotrun_args, &args);
+    sb.log().wait_for(&["listening gen=1"]);
+    h
+}
+
+#[test]
+fn a_server_binding_its_own_port_loses_no_request_across_20_restarts() {
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    // It dies at once on SIGTERM: a request it had accepted could only be lost if
+    // connections still went to it after the new generation listened.
+    let mut h = fixture_server(&sb, &[], port, &["--default-signals"]);
+    let line = h.expect_anywhere(&["gen 1 listens on", "hotrun holds"]);
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Raw), 20, 1);
+}
+
+#[test]
+fn behind_sh_c_the_grandchild_server_is_taken_over_too() {
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let port_arg = port.to_string();
+    // `; exit $?` keeps the shell from exec'ing the server: it is the shell's child.
+    let mut h = Hotrun::start(&[
+        "--no-watch-binary".as_ref(),
+        "--".as_ref(),
+        "sh".as_ref(),
+        "-c".as_ref(),
+        "\"$0\" \"$@\"; exit $?".as_ref(),
+        app.as_os_str(),
+        "--log".as_ref(),
+        log.arg(),
+        "--port".as_ref(),
+        port_arg.as_ref(),
+    ]);
+    h.expect(&["gen 1 listens on"]);
+    let line = log.wait_for(&["listening gen=1"]);
+    let server = pid_in(&log.wait_for(&["start gen=1"]));
+    assert!(line.contains(&format!("port={port}")));
+    assert_ne!(server, h.pid());
+    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Raw), 20, 1);
+}
+
+#[test]
+fn python_http_server_loses_no_request_across_20_restarts() {
+    if !have("python3", "--version") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let www = sb.path("www");
+    fs::create_dir(&www).unwrap();
+    fs::write(www.join("index.html"), "hello\n").unwrap();
+    let port_arg = port.to_string();
+    let mut h = Hotrun::start(&[
+        "--".as_ref(),
+        "python3".as_ref(),
+        "-m".as_ref(),
+        "http.server".as_ref(),
+        "--bind".as_ref(),
+        "127.0.0.1".as_ref(),
+        "--directory".as_ref(),
+        www.as_os_str(),
+        port_arg.as_ref(),
+    ]);
+    h.expect(&["gen 1 listens on", &format!("127.0.0.1:{port}")]);
+    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Http), 20, 1);
+}
+
+/// A Go net/http server on ":PORT" (an IPv6 socket on [::] that serves IPv4 too).
+const GO_SERVER: &str = r#"package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+)
+
+func main() {
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "pid %d\n", os.Getpid())
+	})
+	if err := http.ListenAndServe(":"+os.Args[1], nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+"#;
+
+/// Writes the Go server's source into the sandbox; returns its directory.
+fn go_source(sb: &Sandbox) -> PathBuf {
+    let dir = sb.path("gosrv");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("main.go"), GO_SERVER).unwrap();
+    fs::write(dir.join("go.mod"), "module gosrv\n\ngo 1.19\n").unwrap();
+    dir
+}
+
+fn go_build(dir: &Path, out: &Path) {
+    let status = Command::new("go")
+        .arg("build")
+        .arg("-o")
+        .arg(out)
+        .arg(".")
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "go build failed");
+}
+
+#[test]
+fn go_net_http_dual_stack_loses_no_request_over_ipv4_and_ipv6_across_20_restarts() {
+    if !have("go", "version") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let bin = sb.path("server");
+    go_build(&go_source(&sb), &bin);
+    let port_arg = port.to_string();
+    let mut h = Hotrun::start(&["--".as_ref(), bin.as_os_str(), port_arg.as_ref()]);
+    let line = h.expect(&["gen 1 listens on"]);
+    assert!(
+        line.contains(&format!("[::]:{port} (IPv4 too)")),
+        "Go's \":PORT\" is one dual-stack socket: {line}"
+    );
+    restarts_under_load(
+        &mut h,
+        Load::start(vec![v4(port), v6(port)], Ask::Http),
+        20,
+        1,
+    );
+}
+
+#[test]
+fn go_run_compiles_under_the_filter_and_its_server_is_taken_over() {
+    if !have("go", "version") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let dir = go_source(&sb);
+    let port_arg = port.to_string();
+    let mut h = Hotrun::start_with(
+        &[
+            "--no-watch-binary",
+            "--ready-timeout",
+            "60s",
+            "--",
+            "go",
+            "run",
+            ".",
+            &port_arg,
+        ],
+        |cmd| {
+            cmd.current_dir(&dir);
+        },
+    );
+    h.expect(&["gen 1 listens on", &format!("[::]:{port}")]);
+    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Http), 20, 1);
+}
+
+#[test]
+fn a_broken_build_is_rolled_back_without_a_failed_request() {
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let mut h = fixture_server(&sb, &[], port, &[]);
+    let load = Load::start(vec![v4(port)], Ask::Raw);
+    load.wait_more(5, &h);
+    let app = sb.path("app");
+    let broken = sb.path("broken");
+    fs::write(&broken, "#!/bin/sh\necho 'build is broken' >&2\nexit 1\n").unwrap();
+    fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut next = 2;
+    for _ in 0..3 {
+        replace_by_rename(&broken, &app);
+        h.expect(&[
+            &format!("gen {next} exited with 1"),
+            "before ready",
+            "gen 1 still serving",
+        ]);
+        load.wait_more(5, &h);
+        next += 1;
+    }
+    replace_by_rename(&fixture_exe(), &app);
+    h.expect(&[&format!("gen {next} ready"), "(listen)"]);
+    h.expect(&["gen 1 stopped cleanly"]);
+    load.wait_more(5, &h);
+    let (_, failures) = load.finish();
+    assert!(failures.is_empty(), "{failures:?}\n{}", h.transcript());
+}
+
+#[test]
+fn with_no_takeover_a_restart_is_the_plain_one() {
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let port_arg = port.to_string();
+    let mut h = start_fixture(&sb, &["--no-takeover"], &["--port", &port_arg]);
+    let log = sb.log();
+    log.wait_for(&["listening gen=1"]);
+    h.signal(Signal::SIGHUP);
+    h.expect(&["gen 1 stopped cleanly"]);
+    wait_until(
+        "a newer generation to answer",
+        || request(v4(port), Ask::Raw).is_ok() && log.count(&["listening gen="]) >= 2,
+        || h.transcript(),
+    );
+    assert_eq!(h.count(&["took over"]) + h.count(&["holds that socket"]), 0);
+}
+
+#[test]
+fn generations_that_disagree_on_blocking_mode_do_not_share_the_socket() {
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    // Gen 1 serves a blocking socket; gen 2 would bind a non-blocking one. Sharing would
+    // make one of them spin or hang: hotrun declines, gen 2 gets "address in use" and is
+    // rolled back; gen 1 keeps serving.
+    let mut h = fixture_server(&sb, &[], port, &["--nonblocking-from-gen", "2"]);
+    h.signal(Signal::SIGHUP);
+    let line = h.expect(&["gen 2 bound", "cannot take over"]);
+    assert!(
+        line.contains("non-blocking") && line.contains("blocking"),
+        "{line}"
+    );
+    h.expect(&[
+        "gen 2 exited with 98",
+        "before ready",
+        "gen 1 still serving",
+    ]);
+    request(v4(port), Ask::Raw).unwrap();
+}
+
+#[test]
+fn generations_that_agree_on_non_blocking_mode_share_the_socket() {
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let mut h = fixture_server(&sb, &[], port, &["--nonblocking-from-gen", "1"]);
+    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Raw), 5, 1);
+}
+
+/// The backlog of the listening socket on `port` (`ss`: Send-Q of a listener).
+fn backlog_of(port: u16) -> u32 {
+    let out = Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) is needed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|q| q.parse().ok())
+        .unwrap_or_else(|| panic!("no listener on {port} in: {text}"))
+}
+
+#[test]
+fn a_held_socket_keeps_its_backlog_whatever_listen_asks() {
+    if !have("ss", "--version") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    // The server asks for 5 (Python's socketserver default): the socket hotrun holds gets
+    // at least hotrun's --backlog, and a later listen(5) does not cut it down.
+    let mut h = fixture_server(&sb, &["--backlog", "2000"], port, &["--backlog", "5"]);
+    assert_eq!(backlog_of(port), 2000);
+    h.signal(Signal::SIGHUP);
+    h.expect(&["gen 2 ready", "(listen)"]);
+    assert_eq!(backlog_of(port), 2000);
+}
+
+/// A Python server that also binds what must pass through untouched: a UDP port (the same
+/// one each generation, SO_REUSEADDR), a TCP port 0, a unix socket; and a TCP listener
+/// whose descriptor is inheritable (no close-on-exec), which must stay so after takeover.
+const PY_SERVER: &str = r#"
+import os, socket, sys
+port, udp_port, log = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+gen = os.environ.get("HOTRUN_GEN")
+def note(line):
+    with open(log, "a") as f:
+        f.write(line + "\n")
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+udp.bind(("127.0.0.1", udp_port))
+eph = socket.socket()
+eph.bind(("127.0.0.1", 0))
+eph.listen()
+unix = socket.socket(socket.AF_UNIX)
+unix.bind(os.path.join(os.path.dirname(log), "gen-%s.sock" % gen))
+unix.listen()
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.set_inheritable(True)
+srv.bind(("127.0.0.1", port))
+note("bound gen=%s inheritable=%s ephemeral=%d" % (gen, srv.get_inheritable(), eph.getsockname()[1]))
+srv.listen(16)
+while True:
+    c, _ = srv.accept()
+    c.sendall(b"gen=%s\n" % gen.encode())
+    c.close()
+"#;
+
+#[test]
+fn udp_port_0_and_unix_binds_pass_through_and_close_on_exec_is_kept() {
+    if !have("python3", "--version") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let (_udp_reserved, udp_port) = {
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
+        bind(
+            fd.as_raw_fd(),
+            &SockaddrIn::from(std::net::SocketAddrV4::new(
+                std::net::Ipv4Addr::LOCALHOST,
+                0,
+            )),
+        )
+        .unwrap();
+        let p = getsockname::<SockaddrIn>(fd.as_raw_fd()).unwrap().port();
+        (fd, p)
+    };
+    let script = sb.path("server.py");
+    fs::write(&script, PY_SERVER).unwrap();
+    let log = sb.log();
+    let (port_arg, udp_arg) = (port.to_string(), udp_port.to_string());
+    let mut h = Hotrun::start(&[
+        "--".as_ref(),
+        "python3".as_ref(),
+        script.as_os_str(),
+        port_arg.as_ref(),
+        udp_arg.as_ref(),
+        log.arg(),
+    ]);
+    h.expect(&["gen 1 listens on", &format!("127.0.0.1:{port}")]);
+    h.signal(Signal::SIGHUP);
+    h.expect(&["gen 2 took over", &format!("127.0.0.1:{port}")]);
+    h.expect(&["gen 2 ready", "(listen)"]);
+    log.wait_for(&["bound gen=2"]);
+    // Only the fixed TCP port was held and taken over; every other bind ran as usual.
+    assert_eq!(
+        h.count(&["hotrun holds that socket"]),
+        1,
+        "{}",
+        h.transcript()
+    );
+    assert_eq!(h.count(&["took over"]), 1, "{}", h.transcript());
+    for g in ["1", "2"] {
+        let line = log.wait_for(&[&format!("bound gen={g}")]);
+        assert!(line.contains("inheritable=True"), "{line}");
+    }
+    assert_eq!(request(v4(port), Ask::Raw), Ok(()));
+}
+
+#[test]
+fn a_server_that_binds_the_listen_address_itself_gets_that_socket() {
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let listen = format!("127.0.0.1:{port}");
+    // Without takeover, its own bind would fail: hotrun already listens there.
+    let mut h = fixture_server(&sb, &["--listen", &listen], port, &[]);
+    let took = h.expect_anywhere(&["gen 1 took over", &listen]);
+    assert!(took.contains("the listening socket hotrun holds"), "{took}");
+    sb.log()
+        .wait_for(&["listening gen=1", &format!("port={port}")]);
+    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Raw), 5, 1);
+}
+
+#[test]
+fn a_server_that_blocks_its_stop_signal_outside_poll_stops_cleanly_while_drained() {
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let gate = sb.path("gen2-may-accept");
+    let mut h = fixture_server(
+        &sb,
+        // A drain that does not end during the test: the stop comes from a shutdown.
+        &["--drain", "10m"],
+        port,
+        &[
+            "--sigblock-server",
+            "--later-gens-wait-for",
+            gate.to_str().unwrap(),
+        ],
+    );
+    let log = sb.log();
+    h.signal(Signal::SIGHUP);
+    h.expect(&["gen 2 ready", "(listen)"]);
+    h.expect(&["gen 1 takes no new connections"]);
+    // A connection while gen 2 does not accept yet: gen 1's poll sees it, and its blocking
+    // accept (SIGTERM blocked) is held back by hotrun.
+    let client = thread::spawn(move || request(v4(port), Ask::Raw));
+    log.wait_for(&["accepting gen=1"]);
+    fs::write(&gate, "").unwrap();
+    assert_eq!(client.join().unwrap(), Ok(()), "{}", h.transcript());
+    log.wait_for(&["accepting gen=2"]);
+    // The stop signal (a shutdown here; a drain's end takes the same path): hotrun sends
+    // gen 1 back to its poll (EINTR), where SIGTERM reaches it; it cleans up and exits 0,
+    // within the grace period, without SIGKILL.
+    h.signal(Signal::SIGTERM);
+    h.expect(&["gen 1 stopped cleanly", "(exited with 0)"]);
+    log.wait_for(&["accept-interrupted gen=1", &format!("err={}", libc::EINTR)]);
+    log.wait_for(&["cleanup gen=1"]);
+    h.wait();
+    assert_eq!(h.count(&["SIGKILL"]), 0, "{}", h.transcript());
+}
+
+#[test]
+fn takeover_events_are_in_the_event_stream() {
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let events = sb.path("events.jsonl");
+    let mut h = fixture_server(&sb, &["--events", events.to_str().unwrap()], port, &[]);
+    h.signal(Signal::SIGHUP);
+    h.expect(&["gen 1 stopped cleanly"]);
+    let text = fs::read_to_string(&events).unwrap();
+    let names: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["event"].as_str().unwrap().to_string()
+        })
+        .collect();
+    for name in [
+        "socket_held",
+        "socket_taken_over",
+        "ready",
+        "draining",
+        "stop_sent",
+    ] {
+        assert!(names.iter().any(|n| n == name), "no {name} in {names:?}");
+    }
+    let taken: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["event"] == "socket_taken_over")
+        .unwrap();
+    assert_eq!(taken["gen"], 2);
+    assert_eq!(taken["addr"], format!("127.0.0.1:{port}"));
+}
