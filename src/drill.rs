@@ -3,8 +3,9 @@
 //! The drill runs inside the normal loop: it watches the same `Status` values the user
 //! sees, and when the supervisor has settled it injects the next restart (through the
 //! normal routine) and finally a SIGTERM-style shutdown. For each restart it checks that
-//! the new generation got ready within the timeout, and that the old one exited 0 on the
-//! stop signal within the grace period, its whole group gone without SIGKILL. With
+//! the new generation got ready within the timeout, and that the old one stopped cleanly
+//! (`StopEnd::is_clean`: exit 0 or death by the stop signal, its whole group gone within
+//! the grace period without SIGKILL). With
 //! `--probe` a thread asks the server continuously during the whole drill; failed probes
 //! are counted per restart (downtime measured from outside). It decides nothing about
 //! processes itself, so apart from the probe thread it does no I/O until the summary.
@@ -20,9 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::event::{
-    ChildEnd, Event, Generation, Outcome, ShutdownSignal, Status, StopEnd, Trigger,
-};
+use crate::event::{Event, Generation, Outcome, ShutdownSignal, Status, Trigger};
 
 /// What `hotrun drill` was asked to do.
 #[derive(Clone, Debug)]
@@ -255,11 +254,11 @@ impl Drill {
             } = status
                 && Some(*generation) == self.final_gen
             {
-                let (verdict, problem) = judge_stop(*end, *after);
-                self.final_stop = Some(verdict);
-                if let Some(p) = problem {
-                    self.problems.push(format!("final stop: {generation} {p}"));
+                let sentence = end.sentence(*generation, &crate::report::ms(*after));
+                if !end.is_clean() {
+                    self.problems.push(format!("final stop: {sentence}"));
                 }
+                self.final_stop = Some(sentence);
             }
             return;
         }
@@ -305,8 +304,11 @@ impl Drill {
                 ..
             } if record.old == Some(*generation) => {
                 record.stop_ms = Some(ms(*after));
-                if let (_, Some(problem)) = judge_stop(*end, *after) {
-                    record.problems.push(format!("old {generation} {problem}"));
+                if !end.is_clean() {
+                    record.problems.push(format!(
+                        "old {}",
+                        end.sentence(*generation, &crate::report::ms(*after))
+                    ));
                 }
             }
             Status::RolledBack {
@@ -577,37 +579,6 @@ impl Drill {
     }
 }
 
-/// How a requested stop went: a description, and the problem if it was not clean.
-fn judge_stop(end: StopEnd, after: Duration) -> (String, Option<String>) {
-    let took = format!("{:.1} ms", ms(after));
-    match end {
-        StopEnd::Clean(ChildEnd::Exited(0)) => (format!("exited with 0 in {took}"), None),
-        StopEnd::Clean(ChildEnd::Exited(code)) => (
-            format!("exited with {code} in {took}"),
-            Some(format!(
-                "exited with {code} on the stop signal (expected 0)"
-            )),
-        ),
-        StopEnd::Clean(ChildEnd::Signaled(sig)) => (
-            format!("{} in {took}", ChildEnd::Signaled(sig)),
-            Some(format!(
-                "was {} instead of exiting 0: it has no handler for the stop signal, so no cleanup ran",
-                ChildEnd::Signaled(sig)
-            )),
-        ),
-        StopEnd::Killed(ChildEnd::Signaled(9)) => (
-            format!("needed SIGKILL after {took}"),
-            Some("did not stop within the grace period and needed SIGKILL".into()),
-        ),
-        StopEnd::Killed(end) => (
-            format!("{end}, but its group needed SIGKILL after {took}"),
-            Some(format!(
-                "{end}, but left processes in its group that needed SIGKILL after the grace period"
-            )),
-        ),
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -615,6 +586,7 @@ fn ms(d: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{ChildEnd, StopEnd};
 
     #[test]
     fn probes_parse() {
@@ -634,30 +606,6 @@ mod tests {
         );
         assert!(parse_probe("https://x:1/").is_err());
         assert!(parse_probe("nonsense").is_err());
-    }
-
-    #[test]
-    fn stops_are_judged() {
-        let d = Duration::from_millis(3);
-        assert!(
-            judge_stop(StopEnd::Clean(ChildEnd::Exited(0)), d)
-                .1
-                .is_none()
-        );
-        assert!(
-            judge_stop(StopEnd::Clean(ChildEnd::Exited(1)), d)
-                .1
-                .is_some()
-        );
-        assert!(
-            judge_stop(StopEnd::Clean(ChildEnd::Signaled(15)), d)
-                .1
-                .is_some()
-        );
-        let stubborn = judge_stop(StopEnd::Killed(ChildEnd::Signaled(9)), d).1;
-        assert!(stubborn.is_some_and(|p| p.contains("needed SIGKILL")));
-        let leftover = judge_stop(StopEnd::Killed(ChildEnd::Exited(0)), d).1;
-        assert!(leftover.is_some_and(|p| p.contains("left processes")));
     }
 
     fn generation(n: u64) -> Option<Generation> {
@@ -708,7 +656,12 @@ mod tests {
         assert!(matches!(d.step(up(3), t), Some(Event::Shutdown(_))));
         d.observe(&Status::Stopped {
             generation: Generation(3),
-            end: StopEnd::Clean(ChildEnd::Exited(0)),
+            end: StopEnd {
+                end: ChildEnd::Exited(0),
+                signal: nix::sys::signal::Signal::SIGTERM,
+                also: None,
+                killed: None,
+            },
             after: Duration::from_millis(2),
             alive: Duration::from_secs(1),
         });

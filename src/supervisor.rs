@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::event::{
-    Action, ChildEnd, Event, FileSig, Generation, Outcome, ShutdownSignal, SpawnFailure, Status,
-    StopEnd, Trigger,
+    Action, ChildEnd, Event, FileSig, Generation, Kill, Outcome, ShutdownSignal, SpawnFailure,
+    Status, StopEnd, Trigger,
 };
 
 /// What to do when the child exits without being asked to.
@@ -117,8 +117,29 @@ struct Child {
 #[derive(Debug)]
 struct Stop {
     sent: Instant,
+    /// The stop signal it was sent.
+    signal: Signal,
+    /// Another signal it was sent later (a shutdown forwarding SIGINT, say).
+    also: Option<Signal>,
     /// When SIGKILL is due; `None` once it was sent.
     kill_at: Option<Instant>,
+    /// Why SIGKILL was sent, once it was.
+    killed: Option<Kill>,
+}
+
+impl Stop {
+    /// Takes note of one more (non-SIGKILL) signal sent to the stopping generation.
+    fn sent_also(&mut self, signal: Signal) {
+        if signal != self.signal && signal != Signal::SIGKILL {
+            self.also = Some(signal);
+        }
+    }
+
+    /// Its group gets SIGKILL now.
+    fn kill(&mut self, why: Kill) {
+        self.kill_at = None;
+        self.killed.get_or_insert(why);
+    }
 }
 
 #[derive(Debug)]
@@ -539,7 +560,10 @@ impl Supervisor {
         }
         child.stop = Some(Stop {
             sent: now,
+            signal,
+            also: None,
             kill_at: Some(now + grace),
+            killed: None,
         });
         out.push(Action::Signal { generation, signal });
         out.push(Action::Report(Status::StopSent { generation, signal }));
@@ -572,6 +596,9 @@ impl Supervisor {
         }
         // The leader is gone but not its group: stop what is left, then keep looking.
         let asked = child.stop.is_some();
+        if let Some(stop) = child.stop.as_mut() {
+            stop.sent_also(signal);
+        }
         if !asked {
             out.push(Action::Report(Status::Lingering { generation, end }));
         }
@@ -803,9 +830,8 @@ impl Supervisor {
         }
         for generation in live {
             // A generation already stopping gets the forwarded signal too: the user asked.
-            if let Some(child) = self.child_mut(generation)
-                && child.stop.is_some()
-            {
+            if let Some(stop) = self.child_mut(generation).and_then(|c| c.stop.as_mut()) {
+                stop.sent_also(forward);
                 out.push(Action::Signal {
                     generation,
                     signal: forward,
@@ -819,7 +845,7 @@ impl Supervisor {
     fn kill_all(&mut self, out: &mut Vec<Action>) {
         for child in &mut self.children {
             if let Some(stop) = child.stop.as_mut() {
-                stop.kill_at = None;
+                stop.kill(Kill::Forced);
             }
             out.push(Action::Signal {
                 generation: child.generation,
@@ -891,7 +917,7 @@ impl Supervisor {
             if let Some(stop) = child.stop.as_mut()
                 && stop.kill_at.is_some_and(|at| at <= now)
             {
-                stop.kill_at = None;
+                stop.kill(Kill::GraceExpired);
                 out.push(Action::Signal {
                     generation: child.generation,
                     signal: Signal::SIGKILL,
@@ -920,10 +946,11 @@ impl Supervisor {
 }
 
 fn stop_end(stop: &Stop, end: ChildEnd) -> StopEnd {
-    if stop.kill_at.is_none() {
-        StopEnd::Killed(end)
-    } else {
-        StopEnd::Clean(end)
+    StopEnd {
+        end,
+        signal: stop.signal,
+        also: stop.also,
+        killed: stop.killed,
     }
 }
 

@@ -25,6 +25,7 @@ struct LifecycleEvent {
     code: Option<i32>,
     requested: Option<bool>,
     needed_kill: Option<bool>,
+    clean: Option<bool>,
     alive_ms: Option<f64>,
 }
 
@@ -83,13 +84,67 @@ fn the_event_stream_tells_the_same_story_as_the_status_lines() {
         (old.generation, old.requested, old.needed_kill),
         (Some(1), Some(true), Some(false))
     );
-    assert_eq!(old.code, Some(0));
+    assert_eq!((old.code, old.clean), (Some(0), Some(true)));
     assert!(old.alive_ms.is_some_and(|ms| ms > 0.0));
     assert_eq!(all[5].signal.as_deref(), Some("SIGTERM"));
     // One status line per lifecycle event that has one.
     assert_eq!(h.count(&["started in"]), 2);
     assert_eq!(h.count(&["stopped cleanly"]), 2);
     assert_eq!(h.count(&["sent SIGTERM"]), 2);
+}
+
+#[test]
+fn a_stop_that_is_not_clean_says_why_in_the_status_line_and_the_event() {
+    let sb = Sandbox::new();
+    let events = sb.path("events.jsonl");
+    let mut h = start_fixture(
+        &sb,
+        &["--events", events.to_str().unwrap()],
+        &["--cleanup-code", "5"],
+    );
+    h.signal(Signal::SIGHUP);
+    let line = h.expect(&["gen 1 stopped in"]);
+    assert!(
+        line.ends_with("but exited with 5: not a clean stop (expected exit 0 or death by SIGTERM)"),
+        "{line}"
+    );
+    h.signal(Signal::SIGTERM);
+    assert_eq!(h.wait().code(), Some(5));
+    let all = parse_events(&fs::read_to_string(&events).unwrap());
+    let exited: Vec<(Option<u64>, Option<i32>, Option<bool>)> = all
+        .iter()
+        .filter(|e| e.event == "exited")
+        .map(|e| (e.generation, e.code, e.clean))
+        .collect();
+    assert_eq!(
+        exited,
+        [
+            (Some(1), Some(5), Some(false)),
+            (Some(2), Some(5), Some(false))
+        ]
+    );
+}
+
+#[test]
+fn an_exit_nobody_asked_for_has_no_clean_verdict() {
+    let sb = Sandbox::new();
+    let events = sb.path("events.jsonl");
+    let mut h = start_fixture(
+        &sb,
+        &["--events", events.to_str().unwrap(), "--on-exit", "exit"],
+        &["--exit-after-ms", "0"],
+    );
+    assert_eq!(h.wait().code(), Some(0));
+    let text = fs::read_to_string(&events).unwrap();
+    let exited = json_lines(&text)
+        .into_iter()
+        .find(|e| e["event"] == "exited")
+        .unwrap();
+    assert_eq!(
+        (&exited["requested"], &exited["clean"]),
+        (&false.into(), &serde_json::Value::Null),
+        "{text}"
+    );
 }
 
 #[test]
@@ -158,6 +213,17 @@ fn drill(hotrun_args: &[&str], fixture_args: &[&str]) -> (Output, String) {
     (out, summary)
 }
 
+/// Every line of `text` as JSON (a consumer reading it with `jq` line by line); panics
+/// on a line that is not.
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}\nin:\n{text}"))
+        })
+        .collect()
+}
+
 fn free_port() -> String {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -223,7 +289,8 @@ fn a_drill_fails_on_a_server_that_ignores_sigterm() {
     assert_drill_fails(
         &[],
         &["--ignore-term"],
-        "did not stop within the grace period and needed SIGKILL",
+        "(killed by SIGKILL): not a clean stop (it was still running when the grace period \
+         ran out)",
     );
 }
 
@@ -232,8 +299,49 @@ fn a_drill_fails_on_a_server_that_exits_non_zero_on_sigterm() {
     assert_drill_fails(
         &[],
         &["--cleanup-code", "1"],
-        "exited with 1 on the stop signal (expected 0)",
+        "but exited with 1: not a clean stop (expected exit 0 or death by SIGTERM)",
     );
+}
+
+#[test]
+fn a_drill_fails_on_a_server_that_dies_of_another_signal() {
+    assert_drill_fails(
+        &[],
+        &["--cleanup-abort"],
+        "but was killed by SIGABRT: not a clean stop (expected exit 0 or death by SIGTERM)",
+    );
+}
+
+#[test]
+fn a_drill_passes_on_a_server_that_dies_of_the_stop_signal_or_says_so_like_a_shell() {
+    // No handler for SIGTERM (Go's net/http, python's http.server), or a wrapper that
+    // exits 128+15: both are clean stops.
+    for (fixture_args, says) in [
+        (
+            &["--die-by-signal"][..],
+            "(killed by SIGTERM, the stop signal it was sent)",
+        ),
+        (
+            &["--cleanup-code", "143"][..],
+            "(exited with 143 = 128 + SIGTERM, the stop signal it was sent)",
+        ),
+    ] {
+        let (out, summary) = drill(&[], fixture_args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("final stop: gen 3 stopped cleanly in") && stdout.contains(says),
+            "{stdout}"
+        );
+        // The status line says the same, in the same words.
+        assert!(
+            stderr.contains("gen 1 stopped cleanly in") && stderr.contains(says),
+            "{stderr}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&summary).unwrap();
+        assert_eq!(json["passed"], true);
+    }
 }
 
 #[test]
@@ -241,7 +349,8 @@ fn a_drill_fails_on_a_server_that_leaves_a_grandchild_behind() {
     assert_drill_fails(
         &[],
         &["--stubborn-grandchild"],
-        "left processes in its group that needed SIGKILL",
+        "(exited with 0, but its group needed SIGKILL): not a clean stop (processes of its \
+         group were still running when the grace period ran out)",
     );
 }
 
