@@ -238,6 +238,18 @@ impl DrillArgs {
         config.settings.on_exit = OnExit::Exit;
         let budget =
             config.settings.ready_timeout + config.settings.grace * 2 + Duration::from_secs(10);
+        if let Some(probe) = &self.probe
+            && probe.wants_listen_port()
+            && !config
+                .listen
+                .iter()
+                .any(|l| matches!(l.addr, sockets::ListenAddr::Tcp(_)))
+        {
+            return Err(Failure::usage(format!(
+                "--probe {probe}: port 0 stands for the port of the --listen TCP socket, and \
+                 there is none (add --listen 127.0.0.1:0, or give the port)"
+            )));
+        }
         config.drill = Some(DrillConfig {
             restarts: usize::try_from(self.restarts).unwrap_or(usize::MAX),
             probe: self.probe,

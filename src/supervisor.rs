@@ -207,6 +207,16 @@ struct ShuttingDown {
     end: Option<ChildEnd>,
 }
 
+/// Where the supervisor stands, for a caller that acts on its own schedule (`hotrun
+/// drill` waits for `idle` before it asks for the next restart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Progress {
+    /// No restart under way, none queued or due.
+    pub(crate) idle: bool,
+    /// The generation serving, if any.
+    pub(crate) current: Option<Generation>,
+}
+
 /// The state machine. See the module docs.
 #[derive(Debug)]
 pub(crate) struct Supervisor {
@@ -272,9 +282,9 @@ impl Supervisor {
         earliest([spawn, debounce, self.restart_at, children, missing])
     }
 
-    /// For `hotrun drill`: whether nothing is under way, and which generation serves.
-    pub(crate) fn settled(&self) -> crate::drill::Settled {
-        crate::drill::Settled {
+    /// Where things stand, for a caller that acts on its own schedule (`hotrun drill`).
+    pub(crate) fn progress(&self) -> Progress {
+        Progress {
             idle: matches!(self.mode, Mode::Serving)
                 && self.pending.is_none()
                 && self.restart_at.is_none()
