@@ -250,9 +250,14 @@ impl DrillArgs {
                  there is none (add --listen 127.0.0.1:0, or give the port)"
             )));
         }
+        let to_stdout = |path: &Option<PathBuf>| path.as_deref() == Some(Path::new("-"));
+        let stdout_is_json = to_stdout(&self.summary_json) || to_stdout(&config.events);
+        // stdout carries only JSON then: the child's output goes with the status lines.
+        config.spawner.stdout_to_stderr = stdout_is_json;
         config.drill = Some(DrillConfig {
             restarts: usize::try_from(self.restarts).unwrap_or(usize::MAX),
             probe: self.probe,
+            stdout_is_json,
             summary_json: self.summary_json,
             restart_budget: budget,
             pause: self.pause,
@@ -286,6 +291,8 @@ impl Args {
                 argv0,
                 args: command.collect(),
                 inherit_stdin: self.stdin,
+                // stdout carries the JSON lines: the child's output goes with the status lines.
+                stdout_to_stderr: self.events.as_deref() == Some(Path::new("-")),
                 self_exe: self_exe(),
             },
             watch_binary,

@@ -42,6 +42,8 @@ pub(crate) struct DrillConfig {
     pub(crate) restarts: usize,
     pub(crate) probe: Option<Probe>,
     pub(crate) summary_json: Option<PathBuf>,
+    /// stdout carries JSON (`--summary-json -` or `--events -`): the table goes to stderr.
+    pub(crate) stdout_is_json: bool,
     /// How long one restart may take before the drill gives up on it (and how long the
     /// server may take to answer a probe once it is up).
     pub(crate) restart_budget: Duration,
@@ -499,7 +501,10 @@ impl Drill {
     /// Prints the summary (the table, and `--summary-json`); true when every check passed.
     pub(crate) fn finish(mut self, outcome: Outcome) -> bool {
         let summary = self.summarize(outcome);
-        match summary.publish(self.config.summary_json.as_deref()) {
+        match summary.publish(
+            self.config.stdout_is_json,
+            self.config.summary_json.as_deref(),
+        ) {
             Ok(()) => summary.passed,
             Err(why) => {
                 let _ = writeln!(std::io::stderr(), "hotrun: error: {why}");

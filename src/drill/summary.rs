@@ -1,6 +1,6 @@
 //! The drill's summary: one typed value, rendered as the human table and as JSON (the
-//! same facts in both), and where each goes (the table to stdout, the JSON to
-//! `--summary-json PATH|-`).
+//! same facts in both), and where each goes (`--summary-json PATH|-`; the table goes to
+//! stderr whenever stdout carries JSON).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -132,11 +132,16 @@ impl Summary {
         serde_json::to_string(self)
     }
 
-    /// Prints the table to stdout and writes the JSON to `json` (`-`: stdout, as one line).
-    pub(crate) fn publish(&self, json: Option<&Path>) -> Result<(), String> {
+    /// Prints the table (to stderr when `stdout_is_json`, else stdout) and writes the JSON
+    /// to `json` (`-`: stdout, as one line).
+    pub(crate) fn publish(&self, stdout_is_json: bool, json: Option<&Path>) -> Result<(), String> {
         let text = self.text();
         // A closed terminal must not turn a passed drill into a failed one.
-        let _ = io::stdout().write_all(text.as_bytes());
+        let _ = if stdout_is_json {
+            io::stderr().write_all(text.as_bytes())
+        } else {
+            io::stdout().write_all(text.as_bytes())
+        };
         let Some(path) = json else {
             return Ok(());
         };

@@ -15,6 +15,7 @@ fn config(restarts: usize) -> DrillConfig {
         restarts,
         probe: None,
         summary_json: None,
+        stdout_is_json: false,
         restart_budget: BUDGET,
         pause: Duration::ZERO,
     }

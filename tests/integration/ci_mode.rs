@@ -222,6 +222,20 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Whether python3 can be run. Missing, it fails the test when `CI=true` (a CI machine
+/// must not skip silently), and otherwise says loudly that the test is skipped.
+fn python3_available(test: &str) -> bool {
+    if Command::new("python3").arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: python3 is missing, and CI=true: install it (.ci/run does)"
+    );
+    eprintln!("SKIPPED {test}: python3 is not installed");
+    false
+}
+
 #[test]
 fn a_drill_passes_on_a_well_behaved_server() {
     // hotrun binds port 0; the probe's port 0 means "that port". The grace period is long:
@@ -514,6 +528,137 @@ fn a_failed_probe_counts_against_the_restart_whose_window_it_falls_in() {
         stdout.contains("drill FAILED:\n  - restart 1: 3 of "),
         "{stdout}"
     );
+}
+
+#[test]
+fn summary_json_to_stdout_is_the_only_thing_there() {
+    let sb = Sandbox::new();
+    let app = sb.install_fixture("app");
+    let out = Command::new(hotrun_exe())
+        .args([
+            "drill",
+            "--restarts",
+            "1",
+            "--pause",
+            "0s",
+            "--grace",
+            "60s",
+        ])
+        .args(["--summary-json", "-", "--"])
+        .arg(&app)
+        .arg("--print-args")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let lines = json_lines(&stdout);
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert_eq!(lines[0]["passed"], true);
+    assert_eq!(lines[0]["restarts"].as_array().map(Vec::len), Some(1));
+    // The table went to stderr.
+    assert!(stderr.contains("hotrun drill: 1 restart\n"), "{stderr}");
+    assert!(stderr.contains("drill passed"), "{stderr}");
+}
+
+#[test]
+fn events_to_stdout_carry_only_json_and_the_childs_output_goes_to_stderr() {
+    let sb = Sandbox::new();
+    let app = sb.install_fixture("app");
+    let out = Command::new(hotrun_exe())
+        .args(["--events", "-", "--on-exit", "exit", "--"])
+        .arg(&app)
+        .args(["--print-args", "--exit-after-ms", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let lines = json_lines(&stdout);
+    assert_eq!(
+        lines.last().map(|l| l["event"].clone()),
+        Some("hotrun_exit".into())
+    );
+    assert!(stderr.contains("args: [\"--print-args\""), "{stderr}");
+}
+
+#[test]
+fn a_drill_of_python_http_server_reports_json_lines_only_and_passes() {
+    if !python3_available("a_drill_of_python_http_server_reports_json_lines_only_and_passes") {
+        return;
+    }
+    // http.server as people run it: no SIGTERM handler (it dies of the stop signal), its
+    // own port (0: any), and a line on stdout; READY=1 once it serves, after that line.
+    let sb = Sandbox::new();
+    let script = sb.path("server.py");
+    fs::write(
+        &script,
+        r#"import http.server, os, socket
+server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+print(f"serving gen={os.environ['HOTRUN_GEN']} port={server.server_address[1]}", flush=True)
+socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
+server.serve_forever()
+"#,
+    )
+    .unwrap();
+    let out = Command::new(hotrun_exe())
+        .args([
+            "drill",
+            "--restarts",
+            "2",
+            "--pause",
+            "0s",
+            "--grace",
+            "60s",
+        ])
+        .args([
+            "--ready",
+            "notify",
+            "--events",
+            "-",
+            "--summary-json",
+            "-",
+            "--",
+        ])
+        .arg("python3")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let lines = json_lines(&stdout);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["passed"], true, "{summary}");
+    assert!(
+        summary.get("event").is_none(),
+        "the summary comes last: {stdout}"
+    );
+    let exited: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event"] == "exited").collect();
+    assert_eq!(exited.len(), 3, "{stdout}");
+    for e in exited {
+        assert_eq!(
+            (&e["requested"], &e["clean"], &e["signal"]),
+            (&true.into(), &true.into(), &"SIGTERM".into()),
+            "{e}"
+        );
+    }
+    // The server's own stdout went to stderr, among the status lines.
+    for g in 1..=3 {
+        assert!(
+            stderr.contains(&format!("serving gen={g} port=")),
+            "{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("gen 1 stopped cleanly in")
+            && stderr.contains("(killed by SIGTERM, the stop signal it was sent)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("drill passed"), "{stderr}");
 }
 
 #[test]
