@@ -99,7 +99,8 @@ struct Args {
     #[arg(long)]
     stdin: bool,
 
-    /// Write every lifecycle step as one JSON object per line to PATH (`-`: stdout).
+    /// Write every lifecycle step as one JSON object per line to PATH (`-`: stdout, and
+    /// the command's own stdout then goes to stderr).
     #[arg(long, value_name = "PATH")]
     events: Option<PathBuf>,
 
@@ -119,9 +120,11 @@ struct Args {
 const DRILL_HELP: &str = "\
 The drill starts COMMAND, waits until it is ready, restarts it N times through the normal
 routine, then stops it with SIGTERM. Each restart passes when the new generation got ready
-within --ready-timeout and the old one exited 0 on the stop signal within --grace, its
-whole process group gone without SIGKILL. With --probe, the server is asked continuously
-and every failed probe fails the drill. File changes do not restart during a drill.
+within --ready-timeout and the old one stopped cleanly: its whole process group gone within
+--grace without SIGKILL, its first process having exited 0, died of the stop signal, or
+exited 128+that signal. With --probe, the server is asked continuously: restart 1 waits
+for its first answer, and a failed probe fails the restart whose window it falls in. File
+changes do not restart during a drill.
 
 Exit status: 0 when every check passed, 3 when one failed (each is named), otherwise as
 for hotrun (2 for a bad command line, 126/127 when COMMAND cannot start).";
@@ -139,12 +142,14 @@ struct DrillArgs {
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     restarts: u64,
 
-    /// Ask the server continuously during the drill: http://HOST:PORT/PATH (2xx/3xx
-    /// passes) or tcp:HOST:PORT (the server accepts and answers or closes).
+    /// Ask the server continuously during the drill: http://HOST:PORT/PATH (a 2xx/3xx
+    /// answer passes) or tcp:HOST:PORT (a connection passes). Port 0: the port of the
+    /// first --listen TCP socket.
     #[arg(long, value_name = "URL", value_parser = drill::parse_probe)]
     probe: Option<Probe>,
 
-    /// Also write the summary as JSON to PATH (`-`: stdout).
+    /// Also write the summary as JSON to PATH (`-`: stdout, and the table then goes to
+    /// stderr).
     #[arg(long, value_name = "PATH")]
     summary_json: Option<PathBuf>,
 

@@ -680,4 +680,17 @@ fn a_drill_command_line_error_is_one_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("https probes are not supported"));
+    // Port 0 stands for the --listen port: without one, nothing is started.
+    let out = Command::new(hotrun_exe())
+        .args(["drill", "--probe", "tcp:127.0.0.1:0", "--", "true"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--probe tcp:127.0.0.1:0: port 0 stands for the port of the --listen TCP socket, and there is none"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
 }
