@@ -157,28 +157,36 @@ impl Probe {
                         head.extend_from_slice(chunk);
                     }
                 });
-                let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-                let line = String::from_utf8_lossy(line);
-                let mut words = line.split_whitespace();
-                let version = words.next();
-                let code = words.next();
-                match (ended, version, code) {
-                    (Err(e), _, _) => Err(why(&e)),
-                    (Ok(_), None, _) => Err("closed without an answer".into()),
-                    (Ok(_), Some(v), Some(code)) if v.starts_with("HTTP/") => {
-                        if code.starts_with('2') || code.starts_with('3') {
-                            Ok(())
-                        } else {
-                            Err(format!("answered {code}"))
-                        }
-                    }
-                    (Ok(Ended::TimedOut), _, _) if !head.contains(&b'\n') => {
-                        Err(format!("no answer within {} s", WAIT.as_secs()))
-                    }
-                    (Ok(_), _, _) => Err("answered something that is not HTTP".into()),
-                }
+                judge(ended.map_err(|e| why(&e))?, &head)
             }
         }
+    }
+}
+
+/// The verdict on an HTTP answer whose reading ended as `ended`, from its first bytes.
+fn judge(ended: Ended, head: &[u8]) -> Result<(), String> {
+    let Some(line) = head
+        .split(|b| *b == b'\n')
+        .next()
+        .filter(|_| head.contains(&b'\n'))
+    else {
+        return Err(match ended {
+            Ended::TimedOut => format!("no answer within {} s", WAIT.as_secs()),
+            Ended::Closed if head.is_empty() => "closed without an answer".into(),
+            Ended::Closed | Ended::TooLong => "answered something that is not HTTP".into(),
+        });
+    };
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some(version), Some(code)) if version.starts_with("HTTP/") => {
+            if code.starts_with('2') || code.starts_with('3') {
+                Ok(())
+            } else {
+                Err(format!("answered {code}"))
+            }
+        }
+        _ => Err("answered something that is not HTTP".into()),
     }
 }
 
@@ -339,6 +347,36 @@ mod tests {
         ] {
             assert!(parse_probe(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn answers_are_judged_by_their_status_line() {
+        let ok = b"HTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(judge(Ended::Closed, ok), Ok(()));
+        assert_eq!(judge(Ended::Closed, b"HTTP/1.0 302 Found\r\n"), Ok(()));
+        assert_eq!(
+            judge(Ended::Closed, b"HTTP/1.1 503 Service Unavailable\r\n"),
+            Err("answered 503".into())
+        );
+        // A status line is enough even when the rest took too long or was too big.
+        assert_eq!(judge(Ended::TimedOut, ok), Ok(()));
+        assert_eq!(judge(Ended::TooLong, ok), Ok(()));
+        assert_eq!(
+            judge(Ended::TimedOut, b""),
+            Err("no answer within 2 s".into())
+        );
+        assert_eq!(
+            judge(Ended::TimedOut, b"HTTP/1.1 20"),
+            Err("no answer within 2 s".into())
+        );
+        assert_eq!(
+            judge(Ended::Closed, b""),
+            Err("closed without an answer".into())
+        );
+        assert_eq!(
+            judge(Ended::Closed, b"gen=3\n"),
+            Err("answered something that is not HTTP".into())
+        );
     }
 
     /// python3's http.server in a directory of its own, on a port it picked; killed on drop.
