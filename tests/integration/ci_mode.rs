@@ -191,7 +191,12 @@ fn an_unwritable_events_path_is_a_start_up_error() {
 }
 
 fn drill(hotrun_args: &[&str], fixture_args: &[&str]) -> (Output, String) {
-    let sb = Sandbox::new();
+    drill_in(&Sandbox::new(), hotrun_args, fixture_args)
+}
+
+/// `hotrun drill` over the fixture (logging to the sandbox's log); returns its output and
+/// the --summary-json text.
+fn drill_in(sb: &Sandbox, hotrun_args: &[&str], fixture_args: &[&str]) -> (Output, String) {
     let app = sb.install_fixture("app");
     let summary = sb.path("summary.json");
     let out = Command::new(hotrun_exe())
@@ -240,60 +245,68 @@ fn python3_available(test: &str) -> bool {
 fn a_drill_passes_on_a_well_behaved_server() {
     // hotrun binds port 0; the probe's port 0 means "that port". The grace period is long:
     // the server stops on its own, and a clean stop is one that needs no SIGKILL.
-    let (out, summary) = drill(
-        &[
-            "--restarts",
-            "2",
-            "--pause",
-            "100ms",
-            "--grace",
-            "60s",
-            "--listen",
-            "127.0.0.1:0",
-            "--ready",
-            "notify",
-            "--probe",
-            "tcp:127.0.0.1:0",
-        ],
-        &["--listen-fd", "--notify", "--startup-ms", "100"],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.contains("drill passed"), "{stdout}");
-    let json: serde_json::Value = serde_json::from_str(&summary).unwrap();
-    assert_eq!(json["passed"], true, "{summary}");
-    let rows = json["restarts"].as_array().unwrap();
-    assert_eq!(rows.len(), 2, "{summary}");
-    for (i, row) in rows.iter().enumerate() {
-        let n = i as u64 + 1;
+    for probe in ["http://127.0.0.1:0/health", "tcp:127.0.0.1:0"] {
+        let sb = Sandbox::new();
+        let (out, summary) = drill_in(
+            &sb,
+            &[
+                "--restarts",
+                "2",
+                "--pause",
+                "100ms",
+                "--grace",
+                "60s",
+                "--listen",
+                "127.0.0.1:0",
+                "--ready",
+                "notify",
+                "--probe",
+                probe,
+            ],
+            &["--listen-fd", "--notify", "--http", "--startup-ms", "100"],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{probe}\n{stdout}\n{stderr}");
+        assert!(stdout.contains("drill passed"), "{stdout}");
+        let json: serde_json::Value = serde_json::from_str(&summary).unwrap();
+        assert_eq!(json["passed"], true, "{summary}");
+        let rows = json["restarts"].as_array().unwrap();
+        assert_eq!(rows.len(), 2, "{summary}");
+        for (i, row) in rows.iter().enumerate() {
+            let n = i as u64 + 1;
+            assert_eq!(
+                (&row["old_gen"], &row["new_gen"], &row["ok"]),
+                (&n.into(), &(n + 1).into(), &true.into()),
+                "{summary}"
+            );
+            // Facts, not rates: it was ready by READY=1, and the server answered a probe
+            // once the restart was over (the one that ended the restart's window).
+            assert!(row["ready_ms"].is_number(), "{summary}");
+            assert!(row["answered_ms"].is_number(), "{summary}");
+            assert!(row["probes"].as_u64().is_some_and(|n| n >= 1), "{summary}");
+            assert_eq!(row["failed_probes"], 0, "{summary}");
+        }
+        assert_eq!(json["probes"]["failed"], 0, "{summary}");
         assert_eq!(
-            (&row["old_gen"], &row["new_gen"], &row["ok"]),
-            (&n.into(), &(n + 1).into(), &true.into()),
+            json["final_stop"].as_str().map(
+                |s| s.starts_with("gen 3 stopped cleanly in") && s.ends_with("(exited with 0)")
+            ),
+            Some(true),
             "{summary}"
         );
-        // Each facts, not rates: it was ready by READY=1, and the new generation answered a
-        // probe (the one that ended the restart's window).
-        assert!(row["ready_ms"].is_number(), "{summary}");
-        assert!(row["answered_ms"].is_number(), "{summary}");
-        assert!(row["probes"].as_u64().is_some_and(|n| n >= 1), "{summary}");
-        assert_eq!(row["failed_probes"], 0, "{summary}");
+        if probe.starts_with("http") {
+            // The probes reached every generation through the port hotrun bound.
+            let log = sb.log();
+            for g in 1..=3 {
+                assert!(
+                    log.count(&[&format!("http gen={g} status=200")]) >= 1,
+                    "{:?}",
+                    log.lines()
+                );
+            }
+        }
     }
-    assert_eq!(json["probes"]["failed"], 0, "{summary}");
-    assert_eq!(
-        json["final_stop"]
-            .as_str()
-            .map(|s| s.starts_with("gen 3 stopped cleanly in") && s.ends_with("(exited with 0)")),
-        Some(true),
-        "{summary}"
-    );
-    // The probe asked the port hotrun bound.
-    let port = stderr
-        .lines()
-        .find(|l| l.contains("listening on 127.0.0.1:"))
-        .map(listening_port)
-        .unwrap();
-    assert_ne!(port, 0);
 }
 
 fn assert_drill_fails(hotrun_args: &[&str], fixture_args: &[&str], message: &str) {
