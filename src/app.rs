@@ -130,7 +130,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
         tx: tx.clone(),
     };
     let mut supervisor = Supervisor::new(config.settings);
-    let mut drill = config.drill.map(Drill::new);
+    let mut drill = config.drill.map(|d| Drill::new(d, &world.listeners.bound));
     let mut queue = VecDeque::new();
     let mut actions = supervisor.start(Instant::now());
     loop {
@@ -139,7 +139,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
                 drill.observe(status);
             }
             if let Some(outcome) = world.execute(action, &mut queue) {
-                let verdict = drill.map(|d| d.finish(outcome, &mut std::io::stdout()));
+                let verdict = drill.map(|d| d.finish(outcome));
                 // Clean up (unix socket files, the notify directory) before the exit,
                 // which may be a re-raised signal that skips destructors.
                 drop(world);
@@ -152,7 +152,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
         }
         if queue.is_empty()
             && let Some(drill) = drill.as_mut()
-            && let Some(event) = drill.step(supervisor.settled(), Instant::now())
+            && let Some(event) = drill.step(supervisor.progress(), Instant::now())
         {
             queue.push_back(event);
         }

@@ -111,7 +111,8 @@ struct Args {
     #[arg(long)]
     stdin: bool,
 
-    /// Write every lifecycle step as one JSON object per line to PATH (`-`: stdout).
+    /// Write every lifecycle step as one JSON object per line to PATH (`-`: stdout, and
+    /// the command's own stdout then goes to stderr).
     #[arg(long, value_name = "PATH")]
     events: Option<PathBuf>,
 
@@ -131,9 +132,11 @@ struct Args {
 const DRILL_HELP: &str = "\
 The drill starts COMMAND, waits until it is ready, restarts it N times through the normal
 routine, then stops it with SIGTERM. Each restart passes when the new generation got ready
-within --ready-timeout and the old one exited 0 on the stop signal within --grace, its
-whole process group gone without SIGKILL. With --probe, the server is asked continuously
-and every failed probe fails the drill. File changes do not restart during a drill.
+within --ready-timeout and the old one stopped cleanly: its whole process group gone within
+--grace without SIGKILL, its first process having exited 0, died of the stop signal, or
+exited 128+that signal. With --probe, the server is asked continuously: restart 1 waits
+for its first answer, and a failed probe fails the restart whose window it falls in. File
+changes do not restart during a drill.
 
 Exit status: 0 when every check passed, 3 when one failed (each is named), otherwise as
 for hotrun (2 for a bad command line, 126/127 when COMMAND cannot start).";
@@ -151,12 +154,14 @@ struct DrillArgs {
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     restarts: u64,
 
-    /// Ask the server continuously during the drill: http://HOST:PORT/PATH (2xx/3xx
-    /// passes) or tcp:HOST:PORT (the server accepts and answers or closes).
+    /// Ask the server continuously during the drill: http://HOST:PORT/PATH (a 2xx/3xx
+    /// answer passes) or tcp:HOST:PORT (a connection passes). Port 0: the port of the
+    /// first --listen TCP socket.
     #[arg(long, value_name = "URL", value_parser = drill::parse_probe)]
     probe: Option<Probe>,
 
-    /// Also write the summary as JSON to PATH (`-`: stdout).
+    /// Also write the summary as JSON to PATH (`-`: stdout, and the table then goes to
+    /// stderr).
     #[arg(long, value_name = "PATH")]
     summary_json: Option<PathBuf>,
 
@@ -252,9 +257,26 @@ impl DrillArgs {
         config.settings.on_exit = OnExit::Exit;
         let budget =
             config.settings.ready_timeout + config.settings.grace * 2 + Duration::from_secs(10);
+        if let Some(probe) = &self.probe
+            && probe.wants_listen_port()
+            && !config
+                .listen
+                .iter()
+                .any(|l| matches!(l.addr, sockets::ListenAddr::Tcp(_)))
+        {
+            return Err(Failure::usage(format!(
+                "--probe {probe}: port 0 stands for the port of the --listen TCP socket, and \
+                 there is none (add --listen 127.0.0.1:0, or give the port)"
+            )));
+        }
+        let to_stdout = |path: &Option<PathBuf>| path.as_deref() == Some(Path::new("-"));
+        let stdout_is_json = to_stdout(&self.summary_json) || to_stdout(&config.events);
+        // stdout carries only JSON then: the child's output goes with the status lines.
+        config.spawner.stdout_to_stderr = stdout_is_json;
         config.drill = Some(DrillConfig {
             restarts: usize::try_from(self.restarts).unwrap_or(usize::MAX),
             probe: self.probe,
+            stdout_is_json,
             summary_json: self.summary_json,
             restart_budget: budget,
             pause: self.pause,
@@ -288,6 +310,8 @@ impl Args {
                 argv0,
                 args: command.collect(),
                 inherit_stdin: self.stdin,
+                // stdout carries the JSON lines: the child's output goes with the status lines.
+                stdout_to_stderr: self.events.as_deref() == Some(Path::new("-")),
                 self_exe: self_exe(),
             },
             watch_binary,

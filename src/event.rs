@@ -247,11 +247,99 @@ pub(crate) enum Outcome {
 
 /// How a generation that hotrun asked to stop ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum StopEnd {
-    /// Its whole group was gone before the grace period ran out.
-    Clean(ChildEnd),
-    /// The grace period ran out and its group got SIGKILL.
-    Killed(ChildEnd),
+pub(crate) struct StopEnd {
+    /// How its first process ended.
+    pub(crate) end: ChildEnd,
+    /// The stop signal it was sent.
+    pub(crate) signal: Signal,
+    /// Another signal it was sent later, if any (a SIGINT forwarded while it was already
+    /// stopping on SIGTERM).
+    pub(crate) also: Option<Signal>,
+    /// Why its group got SIGKILL, if it did.
+    pub(crate) killed: Option<Kill>,
+}
+
+/// Why a stopping generation's group got SIGKILL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kill {
+    /// The grace period ran out.
+    GraceExpired,
+    /// hotrun got a second SIGINT/SIGTERM/SIGQUIT and killed every group at once.
+    Forced,
+}
+
+impl StopEnd {
+    /// The one rule for a clean stop (README, "CI: events and drills"): the whole group was
+    /// gone within the grace period without SIGKILL, and the leader exited 0, died of a stop
+    /// signal it was sent (the default disposition, as in Go's net/http or python's
+    /// http.server), or exited with 128 + that signal's number (a shell's way of saying the
+    /// same). The status line, the `--events` `exited` object and the drill all ask this.
+    pub(crate) fn is_clean(&self) -> bool {
+        self.killed.is_none()
+            && (self.end == ChildEnd::Exited(0) || self.by_stop_signal().is_some())
+    }
+
+    /// The stop signal the leader's end answers: death by it, or exit 128 + it.
+    fn by_stop_signal(&self) -> Option<Signal> {
+        let number = match self.end {
+            ChildEnd::Signaled(sig) => sig,
+            ChildEnd::Exited(code) => code - 128,
+        };
+        std::iter::once(self.signal)
+            .chain(self.also)
+            .find(|s| *s as i32 == number)
+    }
+
+    /// The one sentence that tells how the stop went, e.g. `gen 1 stopped cleanly in 2.0 ms
+    /// (killed by SIGTERM, the stop signal it was sent)`; `took` is the time since the stop
+    /// signal, already formatted. The status line and the drill both print it.
+    pub(crate) fn sentence(&self, generation: Generation, took: &str) -> String {
+        if let Some(kill) = self.killed {
+            let what = match self.end {
+                ChildEnd::Signaled(9) => "killed by SIGKILL".to_string(),
+                end => format!("{end}, but its group needed SIGKILL"),
+            };
+            let why = match (kill, self.end) {
+                (Kill::Forced, _) => "a second signal to hotrun killed every group at once",
+                (Kill::GraceExpired, ChildEnd::Signaled(9)) => {
+                    "it was still running when the grace period ran out"
+                }
+                (Kill::GraceExpired, _) => {
+                    "processes of its group were still running when the grace period ran out"
+                }
+            };
+            return format!("{generation} killed after {took} ({what}): not a clean stop ({why})");
+        }
+        if self.end == ChildEnd::Exited(0) {
+            return format!("{generation} stopped cleanly in {took} (exited with 0)");
+        }
+        match (self.by_stop_signal(), self.end) {
+            (Some(signal), ChildEnd::Signaled(_)) => format!(
+                "{generation} stopped cleanly in {took} (killed by {}, the stop signal it was sent)",
+                signal.as_str()
+            ),
+            (Some(signal), ChildEnd::Exited(code)) => format!(
+                "{generation} stopped cleanly in {took} (exited with {code} = 128 + {}, the stop \
+                 signal it was sent)",
+                signal.as_str()
+            ),
+            (None, end) => {
+                let what = match end {
+                    ChildEnd::Signaled(_) => format!("was {end}"),
+                    ChildEnd::Exited(_) => end.to_string(),
+                };
+                let expected = std::iter::once(self.signal)
+                    .chain(self.also)
+                    .map(Signal::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                format!(
+                    "{generation} stopped in {took} but {what}: not a clean stop (expected exit 0 \
+                     or death by {expected})"
+                )
+            }
+        }
+    }
 }
 
 /// One lifecycle step, told to the user as one line.
@@ -368,4 +456,102 @@ pub(crate) enum Status {
         signal: Signal,
     },
     ForceKill,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stop(end: ChildEnd, killed: Option<Kill>) -> StopEnd {
+        StopEnd {
+            end,
+            signal: Signal::SIGTERM,
+            also: None,
+            killed,
+        }
+    }
+
+    #[test]
+    fn one_rule_and_one_sentence_for_a_clean_stop() {
+        let g = Generation(1);
+        let cases = [
+            (
+                stop(ChildEnd::Exited(0), None),
+                true,
+                "gen 1 stopped cleanly in 2.0 ms (exited with 0)",
+            ),
+            (
+                stop(ChildEnd::Signaled(libc::SIGTERM), None),
+                true,
+                "gen 1 stopped cleanly in 2.0 ms (killed by SIGTERM, the stop signal it was sent)",
+            ),
+            (
+                stop(ChildEnd::Exited(128 + libc::SIGTERM), None),
+                true,
+                "gen 1 stopped cleanly in 2.0 ms (exited with 143 = 128 + SIGTERM, the stop \
+                 signal it was sent)",
+            ),
+            (
+                stop(ChildEnd::Exited(5), None),
+                false,
+                "gen 1 stopped in 2.0 ms but exited with 5: not a clean stop (expected exit 0 \
+                 or death by SIGTERM)",
+            ),
+            (
+                stop(ChildEnd::Signaled(libc::SIGSEGV), None),
+                false,
+                "gen 1 stopped in 2.0 ms but was killed by SIGSEGV: not a clean stop (expected \
+                 exit 0 or death by SIGTERM)",
+            ),
+            (
+                stop(ChildEnd::Exited(128 + libc::SIGINT), None),
+                false,
+                "gen 1 stopped in 2.0 ms but exited with 130: not a clean stop (expected exit 0 \
+                 or death by SIGTERM)",
+            ),
+            (
+                stop(ChildEnd::Signaled(libc::SIGKILL), Some(Kill::GraceExpired)),
+                false,
+                "gen 1 killed after 2.0 ms (killed by SIGKILL): not a clean stop (it was still \
+                 running when the grace period ran out)",
+            ),
+            (
+                stop(ChildEnd::Exited(0), Some(Kill::GraceExpired)),
+                false,
+                "gen 1 killed after 2.0 ms (exited with 0, but its group needed SIGKILL): not a \
+                 clean stop (processes of its group were still running when the grace period \
+                 ran out)",
+            ),
+            (
+                stop(ChildEnd::Signaled(libc::SIGKILL), Some(Kill::Forced)),
+                false,
+                "gen 1 killed after 2.0 ms (killed by SIGKILL): not a clean stop (a second \
+                 signal to hotrun killed every group at once)",
+            ),
+        ];
+        for (end, clean, sentence) in cases {
+            assert_eq!(end.is_clean(), clean, "{end:?}");
+            assert_eq!(end.sentence(g, "2.0 ms"), sentence);
+        }
+    }
+
+    #[test]
+    fn a_signal_forwarded_later_counts_as_a_stop_signal() {
+        let end = StopEnd {
+            end: ChildEnd::Signaled(libc::SIGINT),
+            signal: Signal::SIGTERM,
+            also: Some(Signal::SIGINT),
+            killed: None,
+        };
+        assert!(end.is_clean());
+        let other = StopEnd {
+            end: ChildEnd::Exited(1),
+            ..end
+        };
+        assert!(
+            other
+                .sentence(Generation(2), "1 ms")
+                .ends_with("(expected exit 0 or death by SIGTERM or SIGINT)")
+        );
+    }
 }

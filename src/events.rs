@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value, json};
 
-use crate::event::{ChildEnd, Outcome, Status, StopEnd};
+use crate::event::{ChildEnd, Outcome, Status};
 
 /// Where the events go.
 pub(crate) struct EventLog {
@@ -158,19 +158,13 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             end,
             after,
             alive,
-        } => {
-            let (end, killed) = match end {
-                StopEnd::Clean(e) => (*e, false),
-                StopEnd::Killed(e) => (*e, true),
-            };
-            (
-                "exited",
-                with(
-                    json!({ "gen": generation.0, "requested": true, "needed_kill": killed, "stop_ms": ms(*after), "alive_ms": ms(*alive) }),
-                    end_fields(end),
-                ),
-            )
-        }
+        } => (
+            "exited",
+            with(
+                json!({ "gen": generation.0, "requested": true, "needed_kill": end.killed.is_some(), "clean": end.is_clean(), "stop_ms": ms(*after), "alive_ms": ms(*alive) }),
+                end_fields(end.end),
+            ),
+        ),
         Status::Exited {
             generation,
             end,
@@ -178,7 +172,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         } => (
             "exited",
             with(
-                json!({ "gen": generation.0, "requested": false, "needed_kill": false, "alive_ms": ms(*alive) }),
+                json!({ "gen": generation.0, "requested": false, "needed_kill": false, "clean": null, "alive_ms": ms(*alive) }),
                 end_fields(*end),
             ),
         ),

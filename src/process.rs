@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -76,6 +76,8 @@ pub(crate) struct Spawner {
     pub(crate) argv0: OsString,
     pub(crate) args: Vec<OsString>,
     pub(crate) inherit_stdin: bool,
+    /// Send the child's stdout to hotrun's stderr (`--events -` owns stdout).
+    pub(crate) stdout_to_stderr: bool,
     /// hotrun itself, for the exec trampoline.
     pub(crate) self_exe: PathBuf,
 }
@@ -143,6 +145,17 @@ impl Spawner {
         }
         if !self.inherit_stdin {
             cmd.stdin(Stdio::null());
+        }
+        if self.stdout_to_stderr {
+            let stderr = io::stderr()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| SpawnFailure {
+                    message: format!("cannot hand the child hotrun's stderr as its stdout: {e}"),
+                    transient: false,
+                    exit_code: 126,
+                })?;
+            cmd.stdout(Stdio::from(stderr));
         }
         let parent = nix::unistd::getpid().as_raw();
         let keep = libc::c_int::try_from(handoff.sockets).unwrap_or(0);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use console::{Style, Term};
 
 use crate::cli::ColorChoice;
-use crate::event::{Outcome, Status, StopEnd};
+use crate::event::{Outcome, Status};
 use crate::events::EventLog;
 
 /// Tells the user (stderr) and, with `--events`, the machine (JSON lines).
@@ -119,21 +119,16 @@ fn describe(status: &Status) -> (Level, String) {
         ),
         Status::Stopped {
             generation,
-            end: StopEnd::Clean(end),
+            end,
             after,
             ..
         } => (
-            Level::Info,
-            format!("{generation} stopped cleanly in {} ({end})", ms(*after)),
-        ),
-        Status::Stopped {
-            generation,
-            end: StopEnd::Killed(end),
-            after,
-            ..
-        } => (
-            Level::Warn,
-            format!("{generation} killed after {} ({end})", ms(*after)),
+            if end.is_clean() {
+                Level::Info
+            } else {
+                Level::Warn
+            },
+            end.sentence(*generation, &ms(*after)),
         ),
         Status::GraceExpired { generation, grace } => (
             Level::Warn,

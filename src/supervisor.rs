@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::event::{
-    Action, ChildEnd, Event, FileSig, Generation, Outcome, ShutdownSignal, SocketNews,
+    Action, ChildEnd, Event, FileSig, Generation, Kill, Outcome, ShutdownSignal, SocketNews,
     SpawnFailure, Status, StopEnd, Trigger,
 };
 
@@ -138,8 +138,29 @@ struct Child {
 #[derive(Debug)]
 struct Stop {
     sent: Instant,
+    /// The stop signal it was sent.
+    signal: Signal,
+    /// Another signal it was sent later (a shutdown forwarding SIGINT, say).
+    also: Option<Signal>,
     /// When SIGKILL is due; `None` once it was sent.
     kill_at: Option<Instant>,
+    /// Why SIGKILL was sent, once it was.
+    killed: Option<Kill>,
+}
+
+impl Stop {
+    /// Takes note of one more (non-SIGKILL) signal sent to the stopping generation.
+    fn sent_also(&mut self, signal: Signal) {
+        if signal != self.signal && signal != Signal::SIGKILL {
+            self.also = Some(signal);
+        }
+    }
+
+    /// Its group gets SIGKILL now.
+    fn kill(&mut self, why: Kill) {
+        self.kill_at = None;
+        self.killed.get_or_insert(why);
+    }
 }
 
 #[derive(Debug)]
@@ -205,6 +226,16 @@ struct ShuttingDown {
     target: Option<Generation>,
     /// Its status, once known.
     end: Option<ChildEnd>,
+}
+
+/// Where the supervisor stands, for a caller that acts on its own schedule (`hotrun
+/// drill` waits for `idle` before it asks for the next restart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Progress {
+    /// No restart under way, none queued or due.
+    pub(crate) idle: bool,
+    /// The generation serving, if any.
+    pub(crate) current: Option<Generation>,
 }
 
 /// The state machine. See the module docs.
@@ -275,9 +306,9 @@ impl Supervisor {
         earliest([spawn, debounce, self.restart_at, children, missing])
     }
 
-    /// For `hotrun drill`: whether nothing is under way, and which generation serves.
-    pub(crate) fn settled(&self) -> crate::drill::Settled {
-        crate::drill::Settled {
+    /// Where things stand, for a caller that acts on its own schedule (`hotrun drill`).
+    pub(crate) fn progress(&self) -> Progress {
+        Progress {
             idle: matches!(self.mode, Mode::Serving)
                 && self.pending.is_none()
                 && self.restart_at.is_none()
@@ -630,7 +661,10 @@ impl Supervisor {
         child.drain_until = None;
         child.stop = Some(Stop {
             sent: now,
+            signal,
+            also: None,
             kill_at: Some(now + grace),
+            killed: None,
         });
         out.push(Action::Signal { generation, signal });
         out.push(Action::Report(Status::StopSent { generation, signal }));
@@ -663,6 +697,9 @@ impl Supervisor {
         }
         // The leader is gone but not its group: stop what is left, then keep looking.
         let asked = child.stop.is_some();
+        if let Some(stop) = child.stop.as_mut() {
+            stop.sent_also(signal);
+        }
         if !asked {
             out.push(Action::Report(Status::Lingering { generation, end }));
         }
@@ -912,9 +949,8 @@ impl Supervisor {
         }
         for generation in live {
             // A generation already stopping gets the forwarded signal too: the user asked.
-            if let Some(child) = self.child_mut(generation)
-                && child.stop.is_some()
-            {
+            if let Some(stop) = self.child_mut(generation).and_then(|c| c.stop.as_mut()) {
+                stop.sent_also(forward);
                 out.push(Action::Signal {
                     generation,
                     signal: forward,
@@ -928,7 +964,7 @@ impl Supervisor {
     fn kill_all(&mut self, out: &mut Vec<Action>) {
         for child in &mut self.children {
             if let Some(stop) = child.stop.as_mut() {
-                stop.kill_at = None;
+                stop.kill(Kill::Forced);
             }
             out.push(Action::Signal {
                 generation: child.generation,
@@ -1012,7 +1048,7 @@ impl Supervisor {
             if let Some(stop) = child.stop.as_mut()
                 && stop.kill_at.is_some_and(|at| at <= now)
             {
-                stop.kill_at = None;
+                stop.kill(Kill::GraceExpired);
                 out.push(Action::Signal {
                     generation: child.generation,
                     signal: Signal::SIGKILL,
@@ -1041,10 +1077,11 @@ impl Supervisor {
 }
 
 fn stop_end(stop: &Stop, end: ChildEnd) -> StopEnd {
-    if stop.kill_at.is_none() {
-        StopEnd::Killed(end)
-    } else {
-        StopEnd::Clean(end)
+    StopEnd {
+        end,
+        signal: stop.signal,
+        also: stop.also,
+        killed: stop.killed,
     }
 }
 

@@ -6,7 +6,8 @@ use nix::sys::signal::Signal;
 
 use super::*;
 use crate::event::{
-    Action, ChildEnd, Event, FileSig, Generation, Outcome, SocketNews, Status, Trigger,
+    Action, ChildEnd, Event, FileSig, Generation, Kill, Outcome, SocketNews, Status, StopEnd,
+    Trigger,
 };
 
 const GRACE: Duration = Duration::from_secs(5);
@@ -172,9 +173,9 @@ fn restart_spawns_the_new_generation_before_stopping_the_old() {
         s,
         Status::Stopped {
             generation: Generation(1),
-            end: StopEnd::Clean(_),
+            end,
             ..
-        }
+        } if end.is_clean() && end.signal == Signal::SIGTERM
     )));
 }
 
@@ -330,7 +331,10 @@ fn a_stubborn_generation_is_killed_when_the_grace_period_ends() {
         s,
         Status::Stopped {
             generation: Generation(1),
-            end: StopEnd::Killed(_),
+            end: StopEnd {
+                killed: Some(Kill::GraceExpired),
+                ..
+            },
             ..
         }
     )));
@@ -1028,4 +1032,69 @@ fn a_declined_takeover_is_reported() {
         s,
         Status::TakeoverDeclined { .. }
     )));
+}
+
+/// The `StopEnd` reported for generation `g`, if a `Stopped` status was.
+fn stop_end_of(actions: &[Action], g: u64) -> Option<StopEnd> {
+    actions.iter().find_map(|a| match a {
+        Action::Report(Status::Stopped {
+            generation, end, ..
+        }) if generation.0 == g => Some(*end),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_stop_remembers_the_signal_it_sent() {
+    // SIGINT as the stop signal, so that "the stop signal" cannot pass for SIGTERM.
+    let mut h = spawned_first(Settings {
+        stop_signal: Signal::SIGINT,
+        ..settings(OnExit::Wait)
+    });
+    h.hup();
+    assert_eq!(signals(&h.spawned(2)), vec![(1, Signal::SIGINT)]);
+    let end = stop_end_of(&h.exited(1, ChildEnd::Signaled(libc::SIGINT)), 1);
+    assert_eq!(
+        end,
+        Some(StopEnd {
+            end: ChildEnd::Signaled(libc::SIGINT),
+            signal: Signal::SIGINT,
+            also: None,
+            killed: None,
+        })
+    );
+    assert!(end.is_some_and(|e| e.is_clean()));
+    // Death by SIGTERM is not what it was asked for.
+    h.hup();
+    h.spawned(3);
+    let end = stop_end_of(&h.exited(2, ChildEnd::Signaled(libc::SIGTERM)), 2);
+    assert!(end.is_some_and(|e| !e.is_clean()), "{end:?}");
+}
+
+#[test]
+fn a_signal_forwarded_to_a_stopping_generation_counts_as_sent() {
+    let mut h = running(OnExit::Wait);
+    h.hup();
+    h.spawned(2);
+    // Ctrl-C while gen 1 is still in its grace period on SIGTERM.
+    let a = h.ev(Event::Shutdown(ShutdownSignal::Interrupt));
+    assert!(signals(&a).contains(&(1, Signal::SIGINT)), "{a:?}");
+    let end = stop_end_of(&h.exited(1, ChildEnd::Signaled(libc::SIGINT)), 1);
+    assert_eq!(
+        end.map(|e| (e.signal, e.also, e.is_clean())),
+        Some((Signal::SIGTERM, Some(Signal::SIGINT), true))
+    );
+}
+
+#[test]
+fn sigkill_is_remembered_with_its_reason() {
+    let mut h = running(OnExit::Wait);
+    h.hup();
+    h.spawned(2);
+    h.ev(Event::Shutdown(ShutdownSignal::Interrupt));
+    // The second signal kills at once: forced, not the grace period.
+    h.ev(Event::Shutdown(ShutdownSignal::Interrupt));
+    let end = stop_end_of(&h.exited(1, ChildEnd::Signaled(9)), 1);
+    assert_eq!(end.and_then(|e| e.killed), Some(Kill::Forced));
+    assert!(end.is_some_and(|e| !e.is_clean()));
 }

@@ -401,10 +401,13 @@ pub(crate) fn soak(hotrun: &Path, fixture: &Path, restarts: usize) -> SoakResult
         kill(Pid::from_raw(pid as i32), Signal::SIGHUP).unwrap();
         lines.expect(&[&format!("gen {g} started")]);
         let old = format!("gen {} ", g - 1);
-        let line = lines.expect_any(&[&[&old, "stopped cleanly"], &[&old, "killed after"]]);
+        // Every stop that is not clean says so (killed, or an unexpected exit).
+        let line = lines.expect_any(&[&[&old, "stopped cleanly"], &[&old, "not a clean stop"]]);
+        if line.contains("not a clean stop") {
+            eprintln!("soak: {line}");
+        }
         if line.contains("killed after") {
             killed += 1;
-            eprintln!("soak: {line}");
         }
     }
     let seconds = started.elapsed().as_secs_f64();
