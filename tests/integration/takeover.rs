@@ -650,3 +650,86 @@ fn takeover_events_are_in_the_event_stream() {
     assert_eq!(taken["gen"], 2);
     assert_eq!(taken["addr"], format!("127.0.0.1:{port}"));
 }
+
+/// `hotrun drill` with a probe over a server that binds its own port: passes.
+fn drill_passes(probe: &str, command: &[&std::ffi::OsStr], dir: Option<&Path>) {
+    let mut cmd = Command::new(hotrun_exe());
+    cmd.args(["drill", "--restarts", "3", "--probe", probe, "--"])
+        .args(command)
+        .stdin(std::process::Stdio::null());
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("drill passed"), "{stdout}\n{stderr}");
+    assert_eq!(
+        stderr.matches("took over").count(),
+        3,
+        "every restart took the socket over\n{stderr}"
+    );
+}
+
+#[test]
+fn a_drill_passes_on_the_fixture_binding_its_own_port() {
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let app = sb.install_fixture("app");
+    let port_arg = port.to_string();
+    drill_passes(
+        &format!("tcp:127.0.0.1:{port}"),
+        &[app.as_os_str(), "--port".as_ref(), port_arg.as_ref()],
+        None,
+    );
+}
+
+#[test]
+fn a_drill_passes_on_python_http_server() {
+    if !have("python3", "--version") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let port_arg = port.to_string();
+    drill_passes(
+        &format!("http://127.0.0.1:{port}/"),
+        &[
+            "python3".as_ref(),
+            "-m".as_ref(),
+            "http.server".as_ref(),
+            "--bind".as_ref(),
+            "127.0.0.1".as_ref(),
+            "--directory".as_ref(),
+            sb.path("").as_os_str(),
+            port_arg.as_ref(),
+        ],
+        None,
+    );
+}
+
+#[test]
+fn a_drill_passes_on_a_go_server_and_under_go_run() {
+    if !have("go", "version") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let dir = go_source(&sb);
+    let bin = sb.path("server");
+    go_build(&dir, &bin);
+    let port_arg = port.to_string();
+    let probe = format!("http://127.0.0.1:{port}/");
+    drill_passes(&probe, &[bin.as_os_str(), port_arg.as_ref()], None);
+    drill_passes(
+        &probe,
+        &[
+            "go".as_ref(),
+            "run".as_ref(),
+            ".".as_ref(),
+            port_arg.as_ref(),
+        ],
+        Some(&dir),
+    );
+}
