@@ -322,22 +322,33 @@ impl Service {
 
     /// Receives and answers one notification of `generation`.
     fn notification(&mut self, generation: Generation) {
+        // Taken out of the table while the call is answered (the answers need `self`).
         let Some(listener) = self
             .generations
-            .get(&generation)
-            .and_then(|g| g.listener.as_ref())
-            .and_then(|l| l.try_clone().ok())
+            .get_mut(&generation)
+            .and_then(|g| g.listener.take())
         else {
             return;
         };
-        let Some(notif) = receive(listener.as_fd(), &self.sizes) else {
-            return;
-        };
+        if let Some(notif) = receive(listener.as_fd(), &self.sizes) {
+            self.answer(generation, listener.as_fd(), &notif);
+        }
+        if let Some(g) = self.generations.get_mut(&generation) {
+            g.listener = Some(listener);
+        }
+    }
+
+    fn answer(
+        &mut self,
+        generation: Generation,
+        listener: BorrowedFd<'_>,
+        notif: &libc::seccomp_notif,
+    ) {
         let nr = libc::c_long::from(notif.data.nr);
         let tid = i32::try_from(notif.pid).unwrap_or(0);
         let fd = RawFd::try_from(notif.data.args[0]).unwrap_or(-1);
         let call = Call {
-            listener: listener.as_fd(),
+            listener,
             id: notif.id,
             tid,
             fd,
@@ -345,14 +356,15 @@ impl Service {
         let reply = if nr == libc::SYS_bind {
             self.bind(generation, &call, notif.data.args[1], notif.data.args[2])
         } else if nr == libc::SYS_listen {
-            let backlog = i32::try_from(notif.data.args[1] as i64).unwrap_or(i32::MAX);
+            // listen's backlog is an int; the upper half of the register is not part of it.
+            let backlog = notif.data.args[1] as u32 as i32;
             self.listen(generation, &call, backlog)
         } else if nr == libc::SYS_accept || nr == libc::SYS_accept4 {
             self.accept(generation, &call)
         } else {
             Reply::Continue
         };
-        respond(listener.as_fd(), notif.id, &reply);
+        respond(listener, notif.id, &reply);
     }
 
     fn bind(&mut self, generation: Generation, call: &Call, addr: u64, len: u64) -> Reply {

@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, unbounded};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-const STARTUP_MS: &str = "200";
+pub(crate) const STARTUP_MS: &str = "200";
 pub(crate) const TARGET_GAP_MS: f64 = 50.0;
 
 pub(crate) struct LoadResult {
@@ -30,7 +30,7 @@ pub(crate) struct LoadResult {
 }
 
 /// The client: one connection at a time, as fast as answers come.
-struct Client {
+pub(crate) struct Client {
     stop: Arc<AtomicBool>,
     samples: Arc<Mutex<Samples>>,
     thread: Option<thread::JoinHandle<()>>,
@@ -47,7 +47,7 @@ struct Samples {
 }
 
 impl Client {
-    fn start(port: u16) -> Client {
+    pub(crate) fn start(port: u16) -> Client {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Samples::default()));
         let (s, m) = (stop.clone(), samples.clone());
@@ -78,12 +78,12 @@ impl Client {
         }
     }
 
-    fn newest(&self) -> u64 {
+    pub(crate) fn newest(&self) -> u64 {
         self.samples.lock().unwrap().newest
     }
 
     /// Waits (up to 10 s) until a generation newer than `than` answers; false if none did.
-    fn wait_newer(&self, than: u64) -> bool {
+    pub(crate) fn wait_newer(&self, than: u64) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.newest() <= than {
             if Instant::now() > deadline {
@@ -94,7 +94,7 @@ impl Client {
         true
     }
 
-    fn finish(mut self, restarts: usize) -> LoadResult {
+    pub(crate) fn finish(mut self, restarts: usize) -> LoadResult {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
@@ -288,7 +288,7 @@ pub(crate) fn systemfd_watchexec_restarts(fixture: &Path, restarts: usize) -> Lo
 }
 
 /// Waits until the fixture's log holds `n` lines with `needle`.
-fn wait_log_count(log: &Path, needle: &str, n: usize) {
+pub(crate) fn wait_log_count(log: &Path, needle: &str, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::read_to_string(log)
         .unwrap_or_default()

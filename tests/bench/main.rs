@@ -16,6 +16,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod load;
+mod own_port;
 
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
@@ -37,7 +38,7 @@ fn main() {
     kill_tracked_on_panic();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let what = match args.first().map(String::as_str) {
-        Some(w @ ("reaction" | "load" | "soak" | "all")) => w.to_string(),
+        Some(w @ ("reaction" | "load" | "own-port" | "filter" | "soak" | "all")) => w.to_string(),
         _ => "all".to_string(),
     };
     let count: Option<usize> = args.iter().find_map(|a| a.parse().ok());
@@ -58,6 +59,12 @@ fn main() {
     }
     if all || what == "load" {
         downtime(&hotrun, &fixture, count.unwrap_or(100).max(5));
+    }
+    if all || what == "own-port" {
+        own_port::downtime(&hotrun, &fixture, count.unwrap_or(100).max(5));
+    }
+    if all || what == "filter" {
+        own_port::filter_cost(&hotrun, &fixture, count.unwrap_or(20_000).max(100));
     }
     if all || what == "soak" {
         soak(&hotrun, &fixture, count.unwrap_or(10_000).max(10));
@@ -266,11 +273,28 @@ impl Tool {
 
     /// Starts the tool on `app` (in `dir`), logging to `log`.
     fn start(&self, dir: &Path, app: &Path, log: &Path) -> Child {
-        let fixture_args: Vec<OsString> = vec![app.into(), "--log".into(), log.into()];
+        self.start_with(dir, app, log, &[], &[])
+    }
+
+    /// Starts the tool on `app --log LOG EXTRA…` (in `dir`); `hotrun_args` go to hotrun
+    /// only.
+    fn start_with(
+        &self,
+        dir: &Path,
+        app: &Path,
+        log: &Path,
+        hotrun_args: &[&str],
+        extra: &[String],
+    ) -> Child {
+        let mut fixture_args: Vec<OsString> = vec![app.into(), "--log".into(), log.into()];
+        fixture_args.extend(extra.iter().map(OsString::from));
         let mut cmd = match self {
             Tool::Hotrun(exe) => {
                 let mut c = Command::new(exe);
-                c.arg("--quiet").arg("--").args(&fixture_args);
+                c.arg("--quiet")
+                    .args(hotrun_args)
+                    .arg("--")
+                    .args(&fixture_args);
                 c
             }
             Tool::Entr => {
@@ -285,7 +309,12 @@ impl Tool {
                 c.args(["--quiet", "--watch"])
                     .arg(app)
                     .arg("--exec")
-                    .arg(format!("{} --log {}", app.display(), log.display()));
+                    .arg(format!(
+                        "{} --log {} {}",
+                        app.display(),
+                        log.display(),
+                        extra.join(" ")
+                    ));
                 c
             }
             Tool::Watchexec => {

@@ -239,8 +239,24 @@ impl Hotrun {
         setup: impl FnOnce(&mut Command),
     ) -> Hotrun {
         let mut cmd = Command::new(hotrun_exe());
-        cmd.args(args)
-            .stdin(Stdio::null())
+        cmd.args(args);
+        Hotrun::start_command(cmd, own_group, setup)
+    }
+
+    /// hotrun started by `wrapper` (a program that sets something up and execs the rest
+    /// of its command line).
+    pub fn start_wrapped<S: AsRef<OsStr>>(wrapper: &[&OsStr], args: &[S]) -> Hotrun {
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..]).arg(hotrun_exe()).args(args);
+        Hotrun::start_command(cmd, true, |_| {})
+    }
+
+    fn start_command(
+        mut cmd: Command,
+        own_group: bool,
+        setup: impl FnOnce(&mut Command),
+    ) -> Hotrun {
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env_remove("NO_COLOR")

@@ -733,3 +733,54 @@ fn a_drill_passes_on_a_go_server_and_under_go_run() {
         Some(&dir),
     );
 }
+
+/// Where seccomp is denied (a container's profile), hotrun says so once and restarts the
+/// plain way: `all` denies every seccomp call (the start-up check fails), `install` only
+/// installing a filter (each generation's attempt fails; the first failure turns it off).
+fn denied(how: &str) {
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let port_arg = port.to_string();
+    let fixture = fixture_exe();
+    let mut h = Hotrun::start_wrapped(
+        &[fixture.as_os_str(), "deny-seccomp".as_ref(), how.as_ref()],
+        &[
+            "--".as_ref(),
+            app.as_os_str(),
+            "--log".as_ref(),
+            log.arg(),
+            "--port".as_ref(),
+            port_arg.as_ref(),
+        ],
+    );
+    h.expect_anywhere(&["socket takeover is off", "Operation not permitted"]);
+    log.wait_for(&["listening gen=1"]);
+    for _ in 0..3 {
+        let before = log.count(&["listening gen="]);
+        h.signal(Signal::SIGHUP);
+        wait_until(
+            "the server to come back",
+            || log.count(&["listening gen="]) > before && request(v4(port), Ask::Raw).is_ok(),
+            || h.transcript(),
+        );
+    }
+    assert_eq!(
+        h.count(&["socket takeover is off"]),
+        1,
+        "{}",
+        h.transcript()
+    );
+    assert_eq!(h.count(&["took over"]), 0, "{}", h.transcript());
+}
+
+#[test]
+fn where_seccomp_is_denied_hotrun_says_so_once_and_restarts_the_plain_way() {
+    denied("all");
+}
+
+#[test]
+fn where_installing_a_filter_is_denied_hotrun_says_so_once_and_restarts_the_plain_way() {
+    denied("install");
+}
