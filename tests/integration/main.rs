@@ -9,7 +9,8 @@ mod ci_mode;
 mod handoff;
 /// Sandboxes, the hotrun driver, log reading and binary replacement styles.
 mod harness;
-/// Bad command lines: one line, the documented exit code, nothing started.
+/// Bad command lines: clap's whole message or hotrun's one line, the documented exit code,
+/// nothing started.
 mod input;
 /// Child exits, exit policies, status lines, stdin and output.
 mod lifecycle;
