@@ -17,6 +17,7 @@ use nix::sys::signal::Signal;
 use crate::drill::{self, DrillConfig, Probe};
 use crate::exit::{self, Failure};
 use crate::process::Spawner;
+use crate::program;
 use crate::sockets::{self, ListenSpec};
 use crate::supervisor::{OnExit, Readiness, Settings};
 
@@ -361,7 +362,7 @@ fn resolve_program(name: &OsStr) -> Result<PathBuf, Failure> {
     }
     if name.as_bytes().contains(&b'/') {
         let path = absolute(Path::new(name));
-        return check_executable(&path, name);
+        return check_executable(&path, name).and_then(|p| check_runnable(p, name));
     }
     let path_var =
         env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
@@ -377,7 +378,7 @@ fn resolve_program(name: &OsStr) -> Result<PathBuf, Failure> {
             continue;
         }
         match check_executable(&candidate, name) {
-            Ok(found) => return Ok(found),
+            Ok(found) => return check_runnable(found, name),
             Err(err) => denied = denied.or(Some(err)),
         }
     }
@@ -414,6 +415,19 @@ fn check_executable(path: &Path, name: &OsStr) -> Result<PathBuf, Failure> {
         ));
     }
     Ok(path.to_path_buf())
+}
+
+/// The found program must be something the system can run: a junk file would otherwise
+/// go through `sh` (execvp's ENOEXEC fallback), and a script whose interpreter is missing
+/// would fail with a bare ENOENT.
+fn check_runnable(path: PathBuf, name: &OsStr) -> Result<PathBuf, Failure> {
+    match program::check(&path) {
+        Ok(()) => Ok(path),
+        Err(why) => Err(Failure::new(
+            exit::CANNOT_EXECUTE,
+            format!("cannot run {}: {why}", name.to_string_lossy()),
+        )),
+    }
 }
 
 /// hotrun's own executable (for the exec trampoline); on Linux the /proc link keeps

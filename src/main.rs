@@ -10,6 +10,7 @@ mod events;
 mod exit;
 mod guardian;
 mod process;
+mod program;
 mod readiness;
 mod report;
 mod signals;

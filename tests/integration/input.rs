@@ -310,6 +310,92 @@ fn strip_ansi(text: &str) -> String {
 }
 
 #[test]
+fn a_script_whose_interpreter_is_missing_fails_at_once_naming_it() {
+    let sb = Sandbox::new();
+    let marker = sb.path("ran");
+    let script = sb.path("app.sh");
+    fs::write(
+        &script,
+        format!("#!/nonexistent/interp\ntouch {}\n", marker.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = sb.path("");
+    let out = Command::new(hotrun_exe())
+        .current_dir(&dir)
+        .args(["--", "./app.sh"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(126), "{stderr}");
+    assert_eq!(
+        stderr,
+        "hotrun: error: cannot run ./app.sh: its interpreter /nonexistent/interp (on its #! \
+         line) does not exist\n"
+    );
+    assert!(!marker.exists());
+    // An interpreter that is not a program.
+    fs::write(&script, "#!/etc\n").unwrap();
+    let (code, stderr) = run(&["--", script.to_str().unwrap()]);
+    assert_eq!(code, Some(126), "{stderr:?}");
+    assert_eq!(stderr.len(), 1, "{stderr:?}");
+    assert!(
+        stderr[0].ends_with("its interpreter /etc (on its #! line) is not executable"),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn an_executable_junk_file_is_refused_not_run_through_sh() {
+    let sb = Sandbox::new();
+    let marker = sb.path("ran");
+    // A shell command with no #! line: execvp's ENOEXEC fallback would run it with sh.
+    let junk = sb.path("junk");
+    fs::write(&junk, format!("touch {}\n", marker.display())).unwrap();
+    fs::set_permissions(&junk, fs::Permissions::from_mode(0o755)).unwrap();
+    let empty = sb.path("empty");
+    fs::write(&empty, "").unwrap();
+    fs::set_permissions(&empty, fs::Permissions::from_mode(0o755)).unwrap();
+    for (path, why) in [
+        (
+            &junk,
+            "not a program this system can run: no #! line and not an executable binary",
+        ),
+        (&empty, "it is empty, not a program this system can run"),
+    ] {
+        let (code, stderr) = run(&["--", path.to_str().unwrap()]);
+        assert_eq!(code, Some(126), "{stderr:?}");
+        assert_eq!(
+            stderr,
+            [format!(
+                "hotrun: error: cannot run {}: {why}",
+                path.display()
+            )]
+        );
+    }
+    // Found through PATH, the same.
+    let (code, stderr) = {
+        let out = Command::new(hotrun_exe())
+            .env("PATH", sb.path(""))
+            .args(["--", "junk"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(126), "{stderr}");
+    assert!(
+        stderr.contains("cannot run junk: not a program"),
+        "{stderr}"
+    );
+    assert!(!marker.exists(), "the junk file was run");
+}
+
+#[test]
 fn help_and_version_exit_zero() {
     let (code, _) = run(&["--help"]);
     assert_eq!(code, Some(0));

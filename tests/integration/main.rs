@@ -14,6 +14,8 @@ mod harness;
 mod input;
 /// Child exits, exit policies, status lines, stdin and output.
 mod lifecycle;
+/// Scripts and their interpreters, junk files.
+mod programs;
 /// Restarts: each replacement style, ordering, grandchildren, grace, fixed ports.
 mod restart;
 /// SIGINT/SIGTERM/SIGQUIT forwarding, second Ctrl-C, SIGKILL of hotrun, terminal hangup.

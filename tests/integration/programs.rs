@@ -1,0 +1,101 @@
+//! What hotrun runs: scripts and their interpreters, junk files.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::Signal;
+
+use crate::harness::*;
+
+/// Writes an executable file the way an editor saves (a temporary file renamed over).
+fn write_executable(path: &Path, content: &[u8]) {
+    let tmp = path.with_extension("hotrun-tmp");
+    fs::write(&tmp, content).unwrap();
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+/// A start script that execs the fixture with the sandbox's log.
+fn start_script(sb: &Sandbox) -> PathBuf {
+    let fixture = sb.install_fixture("fixture");
+    let script = sb.path("app.sh");
+    write_executable(
+        &script,
+        format!(
+            "#!/bin/sh\nexec '{}' --log '{}' \"$@\"\n",
+            fixture.display(),
+            sb.log().path.display()
+        )
+        .as_bytes(),
+    );
+    script
+}
+
+#[test]
+fn a_script_whose_interpreter_goes_missing_fails_the_restart_naming_it() {
+    let sb = Sandbox::new();
+    let script = start_script(&sb);
+    let mut h = Hotrun::start(&[script.as_os_str()]);
+    let child = pid_in(&sb.log().wait_for(&["start gen=1"]));
+    write_executable(&script, b"#!/nonexistent/interp\nexec true\n");
+    // Said as what it is, not retried as a binary still being written.
+    h.expect(&[&format!(
+        "cannot run {}: its interpreter /nonexistent/interp (on its #! line) does not exist; \
+         gen 1 keeps running",
+        script.display()
+    )]);
+    assert_eq!(h.count(&["is it being rebuilt"]), 0, "{}", h.transcript());
+    assert!(!is_gone(child), "gen 1 was stopped");
+    // The next good version restarts as usual.
+    start_script(&sb);
+    h.expect(&["gen 2 started", "(binary changed)"]);
+    sb.log().wait_for(&["start gen=2"]);
+    h.signal(Signal::SIGTERM);
+    h.wait();
+}
+
+#[test]
+fn a_junk_file_at_a_restart_is_never_run_through_sh() {
+    let sb = Sandbox::new();
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let mut h = Hotrun::start(&[app.as_os_str(), "--log".as_ref(), log.arg()]);
+    let child = pid_in(&log.wait_for(&["start gen=1"]));
+    // Shell commands without a #! line: execvp's ENOEXEC fallback would run them.
+    let marker = sb.path("ran");
+    write_executable(&app, format!("touch '{}'\n", marker.display()).as_bytes());
+    // Retried for a while (it might be a build still writing), then given up on.
+    h.expect(&[&format!(
+        "cannot run {}: not a program this system can run: no #! line and not an executable \
+         binary; gen 1 keeps running",
+        app.display()
+    )]);
+    assert!(!marker.exists(), "the junk file was run through sh");
+    assert!(!is_gone(child), "gen 1 was stopped");
+    replace_by_rename(&fixture_exe(), &app);
+    h.expect(&["gen 2 started", "(binary changed)"]);
+    log.wait_for(&["start gen=2"]);
+    assert!(!marker.exists());
+    h.signal(Signal::SIGTERM);
+    h.wait();
+}
+
+#[test]
+fn a_binary_caught_half_written_is_retried_and_the_complete_one_starts() {
+    let sb = Sandbox::new();
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let mut h = Hotrun::start(&[app.as_os_str(), "--log".as_ref(), log.arg()]);
+    log.wait_for(&["start gen=1"]);
+    // The first bytes of an ELF file, executable: a build caught in the middle.
+    write_executable(&app, b"\x7fEL");
+    // Then the build completes. Whether the retry or a new restart picks it up, the
+    // complete binary runs, and nothing ran the partial one.
+    replace_by_rename(&fixture_exe(), &app);
+    h.expect(&["gen 2 started"]);
+    log.wait_for(&["start gen=2"]);
+    assert_eq!(h.count(&["gen 3 started"]), 0, "{}", h.transcript());
+    h.signal(Signal::SIGTERM);
+    h.wait();
+}
