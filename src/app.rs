@@ -25,7 +25,7 @@ use crate::readiness::{NotifyDir, NotifySocket};
 use crate::report::Reporter;
 use crate::sockets::{self, Listeners};
 use crate::supervisor::{Readiness, Supervisor};
-use crate::{signals, watcher};
+use crate::{program, signals, watcher};
 
 /// What the event sources send to the loop.
 #[derive(Debug)]
@@ -79,6 +79,16 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
             "listening",
             serde_json::json!({ "addr": addr.to_string(), "fd": fd, "name": name }),
         );
+    }
+    let hints = program::wrapper_hints(&program::Command {
+        program: &config.spawner.program,
+        canonical: config.watch_binary.as_deref(),
+        args: &config.spawner.args,
+        watching_only_the_binary: config.watch_binary.is_some() && config.watch.is_empty(),
+        listening: !listeners.is_empty(),
+    });
+    for hint in hints {
+        reporter.hint(&hint);
     }
     let notify_dir = match config.settings.ready {
         Readiness::Notify => Some(NotifyDir::create().map_err(|e| {

@@ -1,5 +1,7 @@
 //! What kind of file the command is: whether the system can run it (an executable binary,
-//! or a script whose `#!` interpreter exists).
+//! or a script whose `#!` interpreter exists), and whether it is a wrapper (a shell, an
+//! interpreter, a launcher such as `make` or `npm`) whose own file is not what the user
+//! rebuilds.
 //!
 //! glibc's `execvp`, which std uses whenever a `pre_exec` closure is set, runs a file the
 //! kernel refuses with ENOEXEC through `/bin/sh`. So a junk file marked executable would
@@ -231,6 +233,127 @@ fn binfmt_misc() -> Vec<BinfmtEntry> {
         .collect()
 }
 
+/// What kind of wrapper a command is, by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wrapper {
+    /// A shell: what it runs is usually a child process, unless it `exec`s it.
+    Shell,
+    /// An interpreter: runs a program file in its own process.
+    Interpreter,
+    /// A launcher or build tool that starts the server as a child process.
+    Launcher,
+    /// A tool that sets something up and `exec`s the command (same pid).
+    Exec,
+}
+
+const SHELLS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox",
+];
+/// Matched with any version suffix (`python3.12`, `ruby3.2`, `perl5.36`).
+const INTERPRETERS: &[&str] = &[
+    "python", "pypy", "node", "nodejs", "deno", "bun", "ruby", "perl", "php", "lua", "java",
+    "Rscript", "elixir", "erl", "tclsh",
+];
+const LAUNCHERS: &[&str] = &[
+    "make",
+    "gmake",
+    "npm",
+    "npx",
+    "yarn",
+    "pnpm",
+    "go",
+    "cargo",
+    "uv",
+    "poetry",
+    "pipenv",
+    "bundle",
+    "dotnet",
+    "timeout",
+    "watchexec",
+    "nodemon",
+];
+const EXECS: &[&str] = &[
+    "env", "nohup", "nice", "ionice", "taskset", "chrt", "stdbuf",
+];
+
+/// Whether a command named `name` (a file name, no directory) is a wrapper.
+pub(crate) fn wrapper_kind(name: &OsStr) -> Option<Wrapper> {
+    let name = name.to_str()?;
+    let base = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    if SHELLS.contains(&name) {
+        Some(Wrapper::Shell)
+    } else if INTERPRETERS.contains(&name) || INTERPRETERS.contains(&base) {
+        Some(Wrapper::Interpreter)
+    } else if LAUNCHERS.contains(&name) {
+        Some(Wrapper::Launcher)
+    } else if EXECS.contains(&name) {
+        Some(Wrapper::Exec)
+    } else {
+        None
+    }
+}
+
+/// What hotrun needs to know to give its start-up hints about wrappers.
+#[derive(Debug)]
+pub(crate) struct Command<'a> {
+    /// The resolved executable (as found through `PATH`).
+    pub(crate) program: &'a Path,
+    /// Where symlinks lead (`/usr/bin/python3` → `python3.11`), if known.
+    pub(crate) canonical: Option<&'a Path>,
+    pub(crate) args: &'a [std::ffi::OsString],
+    /// The binary is watched, and no `--watch` path is given.
+    pub(crate) watching_only_the_binary: bool,
+    /// `--listen` sockets are passed.
+    pub(crate) listening: bool,
+}
+
+/// The hints to print at start when the command is a wrapper.
+pub(crate) fn wrapper_hints(cmd: &Command<'_>) -> Vec<String> {
+    let names = [Some(cmd.program), cmd.canonical]
+        .into_iter()
+        .flatten()
+        .filter_map(Path::file_name);
+    let Some((name, kind)) = names.filter_map(|n| wrapper_kind(n).map(|k| (n, k))).next() else {
+        return Vec::new();
+    };
+    let name = name.to_string_lossy();
+    let mut hints = Vec::new();
+    if cmd.watching_only_the_binary {
+        hints.push(format!(
+            "watching {} (the command); rebuilds of what it runs are not seen: add --watch \
+             PATH, or run the binary directly",
+            cmd.program.display()
+        ));
+    }
+    let execs = |args: &[std::ffi::OsString]| {
+        // `sh -c 'exec ./server'`: the shell becomes the server (same pid).
+        args.windows(2).any(|w| {
+            w[0] == "-c"
+                && w[1]
+                    .as_bytes()
+                    .trim_ascii_start()
+                    .strip_prefix(b"exec")
+                    .is_some_and(|rest| rest.first().is_some_and(u8::is_ascii_whitespace))
+        })
+    };
+    if cmd.listening {
+        match kind {
+            Wrapper::Shell if !execs(cmd.args) => hints.push(format!(
+                "with --listen, LISTEN_PID is the pid of {name} (the command): a server it \
+                 starts as a child ignores the sockets (sd_listen_fds and go-systemd check \
+                 LISTEN_PID); let the shell exec it: sh -c 'exec ./server'"
+            )),
+            Wrapper::Launcher => hints.push(format!(
+                "with --listen, LISTEN_PID is the pid of {name} (the command): a server it \
+                 starts as a child ignores the sockets (sd_listen_fds and go-systemd check \
+                 LISTEN_PID); run the server directly, or through sh -c 'exec ./server'"
+            )),
+            _ => {}
+        }
+    }
+    hints
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +422,71 @@ mod tests {
         assert!(jar.matches(b"PK", Path::new("/srv/app.jar")));
         assert!(!jar.matches(b"PK", Path::new("/srv/app")));
         assert_eq!(BinfmtEntry::parse("disabled\nmagic 4d5a\n"), None);
+    }
+
+    #[test]
+    fn wrappers_by_name() {
+        let kind = |n: &str| wrapper_kind(OsStr::new(n));
+        assert_eq!(kind("sh"), Some(Wrapper::Shell));
+        assert_eq!(kind("bash"), Some(Wrapper::Shell));
+        assert_eq!(kind("python3.12"), Some(Wrapper::Interpreter));
+        assert_eq!(kind("python3"), Some(Wrapper::Interpreter));
+        assert_eq!(kind("node"), Some(Wrapper::Interpreter));
+        assert_eq!(kind("make"), Some(Wrapper::Launcher));
+        assert_eq!(kind("npm"), Some(Wrapper::Launcher));
+        assert_eq!(kind("env"), Some(Wrapper::Exec));
+        assert_eq!(kind("server"), None);
+        assert_eq!(kind("shellcheck"), None);
+        assert_eq!(kind("app.sh"), None);
+    }
+
+    fn hints(program: &str, args: &[&str], watching: bool, listening: bool) -> Vec<String> {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        wrapper_hints(&Command {
+            program: Path::new(program),
+            canonical: None,
+            args: &args,
+            watching_only_the_binary: watching,
+            listening,
+        })
+    }
+
+    #[test]
+    fn hints_for_wrappers() {
+        let h = hints("/usr/bin/sh", &["-c", "./server"], true, false);
+        assert_eq!(
+            h,
+            [
+                "watching /usr/bin/sh (the command); rebuilds of what it runs are not seen: add \
+              --watch PATH, or run the binary directly"
+            ]
+        );
+        assert!(hints("/srv/server", &[], true, true).is_empty());
+        // --watch given (or the binary not watched), no --listen: nothing to say.
+        assert!(hints("/usr/bin/python3", &["app.py"], false, false).is_empty());
+        let h = hints("/usr/bin/sh", &["-c", "./server"], false, true);
+        assert_eq!(h.len(), 1);
+        assert!(h[0].contains("LISTEN_PID is the pid of sh"), "{h:?}");
+        assert!(h[0].contains("sh -c 'exec ./server'"), "{h:?}");
+        // The shell execs the server: LISTEN_PID is right.
+        assert!(
+            hints(
+                "/bin/bash",
+                &["-c", "  exec ./server --port 1"],
+                false,
+                true
+            )
+            .is_empty()
+        );
+        assert!(!hints("/bin/bash", &["-c", "executable"], false, true).is_empty());
+        // An interpreter runs the program in its own process: LISTEN_PID is right.
+        assert!(hints("/usr/bin/python3", &["app.py"], false, true).is_empty());
+        let h = hints("/usr/bin/make", &["run"], false, true);
+        assert!(h[0].contains("run the server directly"), "{h:?}");
+        // env execs the command: only the watch hint.
+        assert_eq!(
+            hints("/usr/bin/env", &["A=1", "./server"], true, true).len(),
+            1
+        );
     }
 }

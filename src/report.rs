@@ -56,6 +56,12 @@ impl Reporter {
         self.events_failed(failed);
     }
 
+    /// Advice for the human (a wrapper that hides the real binary, a server that binds the
+    /// port itself); no event: it is not a lifecycle step.
+    pub(crate) fn hint(&mut self, text: &str) {
+        self.line(Level::Warn, text);
+    }
+
     /// A free-form line with its own event.
     pub(crate) fn info(&mut self, text: &str, event: &str, fields: serde_json::Value) {
         self.line(Level::Info, text);

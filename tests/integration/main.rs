@@ -14,7 +14,7 @@ mod harness;
 mod input;
 /// Child exits, exit policies, status lines, stdin and output.
 mod lifecycle;
-/// Scripts and their interpreters, junk files.
+/// Scripts, junk files, wrappers (shells, interpreters, launchers).
 mod programs;
 /// Restarts: each replacement style, ordering, grandchildren, grace, fixed ports.
 mod restart;

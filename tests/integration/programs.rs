@@ -1,4 +1,5 @@
-//! What hotrun runs: scripts and their interpreters, junk files.
+//! What hotrun runs: scripts and their interpreters, junk files, wrappers (shells,
+//! interpreters, launchers) whose own file is not the server.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -96,6 +97,106 @@ fn a_binary_caught_half_written_is_retried_and_the_complete_one_starts() {
     h.expect(&["gen 2 started"]);
     log.wait_for(&["start gen=2"]);
     assert_eq!(h.count(&["gen 3 started"]), 0, "{}", h.transcript());
+    h.signal(Signal::SIGTERM);
+    h.wait();
+}
+
+/// The hint for a wrapper whose own file is what hotrun watches.
+const WATCH_HINT: &str = " (the command); rebuilds of what it runs are not seen: add --watch PATH, \
+                          or run the binary directly";
+
+#[test]
+fn a_shell_command_says_what_is_watched_and_how_to_watch_the_real_binary() {
+    let sb = Sandbox::new();
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let script = format!("exec '{}' --log '{}'", app.display(), log.path.display());
+    let mut h = Hotrun::start(&["--", "sh", "-c", &script]);
+    let line = h.expect(&[WATCH_HINT]);
+    let watched = line
+        .strip_prefix("hotrun: watching ")
+        .and_then(|l| l.strip_suffix(WATCH_HINT))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        watched.starts_with('/') && watched.ends_with("/sh"),
+        "{line}"
+    );
+    h.expect(&["gen 1 started"]);
+    log.wait_for(&["start gen=1"]);
+    h.signal(Signal::SIGTERM);
+    h.wait();
+
+    // With --watch, or for the binary itself, nothing to say.
+    let sb = Sandbox::new();
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let script = format!("exec '{}' --log '{}'", app.display(), log.path.display());
+    let mut h = Hotrun::start(&[
+        "--watch".as_ref(),
+        app.as_os_str(),
+        "--".as_ref(),
+        "sh".as_ref(),
+        "-c".as_ref(),
+        script.as_ref(),
+    ]);
+    h.expect(&["gen 1 started"]);
+    assert_eq!(h.count(&["watching"]), 0, "{}", h.transcript());
+    // The real binary is watched now: a rebuild restarts.
+    replace_by_rename(&fixture_exe(), &app);
+    h.expect(&["gen 2 started", "changed"]);
+    h.signal(Signal::SIGTERM);
+    h.wait();
+    let sb = Sandbox::new();
+    let mut h = start_fixture(&sb, &[], &[]);
+    h.expect(&["gen 1 started"]);
+    assert_eq!(h.count(&["watching"]), 0, "{}", h.transcript());
+}
+
+/// hotrun's options for the --listen tests here. Socket takeover (on by default once it
+/// lands) must be off for them: these servers must meet the socket as it is.
+fn listen_args() -> Vec<&'static str> {
+    vec!["--listen", "0"]
+}
+
+#[test]
+fn with_listen_a_shell_that_does_not_exec_the_server_is_named_as_the_listen_pid() {
+    let sb = Sandbox::new();
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    // Not exec'd: the server is the shell's child, and LISTEN_PID is the shell's pid.
+    let script = format!(
+        "'{}' --log '{}' --listen-fd; exit $?",
+        app.display(),
+        log.path.display()
+    );
+    let mut args = listen_args();
+    args.extend(["--", "sh", "-c", &script]);
+    let mut h = Hotrun::start(&args);
+    h.expect(&[
+        "with --listen, LISTEN_PID is the pid of sh (the command): a server it starts as a \
+         child ignores the sockets (sd_listen_fds and go-systemd check LISTEN_PID); let the \
+         shell exec it: sh -c 'exec ./server'",
+    ]);
+    // Which is what the server then does.
+    log.wait_for(&["listen-fds-rejected gen=1 pid_ok=false"]);
+    h.signal(Signal::SIGTERM);
+    h.wait();
+
+    // `exec`: the shell becomes the server, LISTEN_PID is right, nothing to say about it.
+    let sb = Sandbox::new();
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let script = format!(
+        "exec '{}' --log '{}' --listen-fd",
+        app.display(),
+        log.path.display()
+    );
+    let mut args = listen_args();
+    args.extend(["--", "sh", "-c", &script]);
+    let mut h = Hotrun::start(&args);
+    h.expect(&["gen 1 started"]);
+    log.wait_for(&["serving gen=1"]);
+    assert_eq!(h.count(&["LISTEN_PID"]), 0, "{}", h.transcript());
     h.signal(Signal::SIGTERM);
     h.wait();
 }
