@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, unbounded};
 use nix::fcntl::{OFlag, open};
@@ -16,14 +16,16 @@ use nix::sys::stat::Mode;
 
 use crate::cli::Config;
 use crate::drill::Drill;
-use crate::event::{Action, Event, Generation, Outcome, ShutdownSignal, SpawnFailure, Trigger};
+use crate::event::{
+    Action, Event, Generation, Outcome, ShutdownSignal, SpawnFailure, Status, Trigger,
+};
 use crate::events::EventLog;
 use crate::exit::{self, Failure};
 use crate::guardian::Guardian;
 use crate::process::{self, Handoff, Leader, Spawner, file_sig};
 use crate::readiness::{NotifyDir, NotifySocket};
 use crate::report::Reporter;
-use crate::sockets::{self, Listeners};
+use crate::sockets::{self, ListenAddr, Listeners};
 use crate::supervisor::{Readiness, Supervisor};
 use crate::{program, signals, watcher};
 
@@ -124,6 +126,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
         notify_dir,
         notify: BTreeMap::new(),
         tx: tx.clone(),
+        listen_hint_given: false,
     };
     let mut supervisor = Supervisor::new(config.settings);
     let mut drill = config.drill.map(Drill::new);
@@ -194,6 +197,8 @@ struct World {
     /// Each live generation's notify socket (`--ready notify`).
     notify: BTreeMap<Generation, NotifySocket>,
     tx: Sender<Input>,
+    /// The `--listen` hint for a generation that ends at start was given.
+    listen_hint_given: bool,
 }
 
 impl World {
@@ -364,7 +369,15 @@ impl World {
                 }
                 self.notify.remove(&generation);
             }
-            Action::Report(status) => self.reporter.status(&status),
+            Action::Report(status) => {
+                self.reporter.status(&status);
+                if !self.listen_hint_given
+                    && let Some(hint) = listen_hint(&status, &self.listeners.bound)
+                {
+                    self.listen_hint_given = true;
+                    self.reporter.hint(&hint);
+                }
+            }
             Action::Exit(outcome) => {
                 self.reporter.exit(outcome);
                 return Some(outcome);
@@ -374,6 +387,36 @@ impl World {
     }
 }
 
+/// How soon after its start a generation's own exit counts as "at start" for the
+/// `--listen` hint.
+const EARLY_EXIT: Duration = Duration::from_secs(5);
+
+/// A generation that ends at start under `--listen` most likely binds the port itself,
+/// which hotrun already holds: the hint says where the socket is.
+fn listen_hint(status: &Status, bound: &[ListenAddr]) -> Option<String> {
+    let first = bound.first()?;
+    let generation = match status {
+        Status::Exited {
+            generation, alive, ..
+        } if *alive < EARLY_EXIT => generation,
+        Status::RolledBack { generation, .. } | Status::RetryAfterOld { generation, .. } => {
+            generation
+        }
+        _ => return None,
+    };
+    let n = bound.len();
+    let fds = match n {
+        1 => "fd 3".to_string(),
+        _ => format!("fds 3-{}", sockets::FIRST_FD + n as i32 - 1),
+    };
+    Some(format!(
+        "{generation} ended soon after it started. With --listen, hotrun holds the socket and \
+         it is already open at {fds} (LISTEN_FDS={n}): a server that binds {first} itself \
+         gets \"address already in use\"; it should take fd 3 instead (README: \
+         \"Zero-downtime restarts\")"
+    ))
+}
+
 fn open_terminal() -> Option<OwnedFd> {
     open(
         "/dev/tty",
@@ -381,4 +424,39 @@ fn open_terminal() -> Option<OwnedFd> {
         Mode::empty(),
     )
     .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listen_hint_is_for_generations_that_end_at_start() {
+        let one = [ListenAddr::Tcp("127.0.0.1:8080".parse().expect("addr"))];
+        let exited = |ms| Status::Exited {
+            generation: Generation(1),
+            end: crate::event::ChildEnd::Exited(98),
+            alive: Duration::from_millis(ms),
+        };
+        let hint = listen_hint(&exited(80), &one).expect("a hint");
+        assert!(
+            hint.starts_with("gen 1 ended soon after it started."),
+            "{hint}"
+        );
+        assert!(hint.contains("open at fd 3 (LISTEN_FDS=1)"), "{hint}");
+        assert!(hint.contains("binds 127.0.0.1:8080 itself"), "{hint}");
+        assert_eq!(listen_hint(&exited(80), &[]), None);
+        assert_eq!(listen_hint(&exited(6000), &one), None);
+        // Before it was ready, however long that took.
+        let rolled_back = Status::RolledBack {
+            generation: Generation(3),
+            end: crate::event::ChildEnd::Exited(1),
+            alive: Duration::from_secs(20),
+            still_serving: Generation(2),
+        };
+        let two = [one[0].clone(), ListenAddr::Unix("/run/s.sock".into())];
+        let hint = listen_hint(&rolled_back, &two).expect("a hint");
+        assert!(hint.contains("open at fds 3-4 (LISTEN_FDS=2)"), "{hint}");
+        assert_eq!(listen_hint(&Status::Waiting, &one), None);
+    }
 }

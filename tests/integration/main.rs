@@ -14,7 +14,7 @@ mod harness;
 mod input;
 /// Child exits, exit policies, status lines, stdin and output.
 mod lifecycle;
-/// Scripts, junk files, wrappers (shells, interpreters, launchers).
+/// Scripts, junk files, wrappers, servers that bind the port hotrun holds.
 mod programs;
 /// Restarts: each replacement style, ordering, grandchildren, grace, fixed ports.
 mod restart;

@@ -1,5 +1,6 @@
 //! What hotrun runs: scripts and their interpreters, junk files, wrappers (shells,
-//! interpreters, launchers) whose own file is not the server.
+//! interpreters, launchers) whose own file is not the server, and servers that bind the
+//! port themselves although hotrun holds it.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -197,6 +198,40 @@ fn with_listen_a_shell_that_does_not_exec_the_server_is_named_as_the_listen_pid(
     h.expect(&["gen 1 started"]);
     log.wait_for(&["serving gen=1"]);
     assert_eq!(h.count(&["LISTEN_PID"]), 0, "{}", h.transcript());
+    h.signal(Signal::SIGTERM);
+    h.wait();
+}
+
+#[test]
+fn a_server_that_binds_the_port_itself_under_listen_is_told_to_take_fd_3() {
+    let sb = Sandbox::new();
+    let mut args = listen_args();
+    args.extend(["--on-exit", "wait"]);
+    let mut h = start_fixture(&sb, &args, &["--bind-own"]);
+    let port = listening_port(&h.expect(&["listening on 127.0.0.1:"]));
+    h.expect(&["gen 1 exited with 98"]);
+    h.expect(&[&format!(
+        "hotrun: gen 1 ended soon after it started. With --listen, hotrun holds the socket \
+         and it is already open at fd 3 (LISTEN_FDS=1): a server that binds 127.0.0.1:{port} \
+         itself gets \"address already in use\"; it should take fd 3 instead (README: \
+         \"Zero-downtime restarts\")"
+    )]);
+    sb.log().wait_for(&["bind-failed gen=1", "in use"]);
+    h.expect(&["waiting for a change"]);
+    // Said once, not at every attempt.
+    h.signal(Signal::SIGHUP);
+    h.expect(&["gen 2 exited with 98"]);
+    h.expect(&["waiting for a change"]);
+    assert_eq!(h.count(&["already open at fd 3"]), 1, "{}", h.transcript());
+    h.signal(Signal::SIGTERM);
+    h.wait();
+
+    // Without --listen, a quick exit is only a quick exit.
+    let sb = Sandbox::new();
+    let mut h = start_fixture(&sb, &[], &["--exit-after-ms", "0", "--exit-code", "98"]);
+    h.expect(&["gen 1 exited with 98"]);
+    h.expect(&["waiting for a change"]);
+    assert_eq!(h.count(&["fd 3"]), 0, "{}", h.transcript());
     h.signal(Signal::SIGTERM);
     h.wait();
 }
