@@ -1,7 +1,7 @@
-//! Wiring: starts the signal thread, the watcher and the guardian, then runs the one loop
-//! that feeds events to the supervisor and carries out its actions. This is the only place
-//! that spawns, signals and reaps, all on one thread (the main thread, which lives as long
-//! as hotrun: it is the "parent" that PR_SET_PDEATHSIG watches).
+//! Wiring: forks the guardian, starts the signal thread and the watcher, then runs the one
+//! loop that feeds events to the supervisor and carries out its actions. This is the only
+//! place that spawns, signals and reaps, all on one thread (the main thread, which lives
+//! as long as hotrun: it is the "parent" that PR_SET_PDEATHSIG watches).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::OwnedFd;
@@ -101,6 +101,19 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
         })?),
         _ => None,
     };
+    // A fork of hotrun: before the first thread starts (the signal thread, just below).
+    let mut guardian = Guardian::start().unwrap_or_else(|err| {
+        reporter.warn(&format!(
+            "cannot start the guardian process ({err}); if hotrun is killed, grandchildren may survive"
+        ));
+        Guardian::none()
+    });
+    if let Some(dir) = &notify_dir {
+        guardian.remove_dir(dir.path());
+    }
+    for path in listeners.created() {
+        guardian.remove_file(path);
+    }
     let (tx, rx) = unbounded();
     signals::start(tx.clone()).map_err(|e| {
         Failure::new(
@@ -110,12 +123,6 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
     })?;
     let _watcher = watcher::start(config.watch_binary.as_deref(), &config.watch, tx.clone())
         .map_err(|e| Failure::new(exit::FAILURE, format!("{e:#}")))?;
-    let guardian = Guardian::start().unwrap_or_else(|err| {
-        reporter.warn(&format!(
-            "cannot start the guardian process ({err}); if hotrun is killed, grandchildren may survive"
-        ));
-        Guardian::none()
-    });
     let mut world = World {
         spawner: config.spawner,
         leaders: BTreeMap::new(),
@@ -140,7 +147,10 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
             if let Some(outcome) = world.execute(action, &mut queue) {
                 let verdict = drill.map(|d| d.finish(outcome, &mut std::io::stdout()));
                 // Clean up (unix socket files, the notify directory) before the exit,
-                // which may be a re-raised signal that skips destructors.
+                // which may be a re-raised signal that skips destructors. hotrun removes
+                // them itself, so the guardian must not (a new process may own the names
+                // by the time it would).
+                world.guardian.forget_paths();
                 drop(world);
                 return Ok(match verdict {
                     Some(true) => ExitCode::SUCCESS,
@@ -262,6 +272,10 @@ impl World {
         if any_exit && self.repair_sockets() {
             // The generation serving holds the broken socket: replace it.
             queue.push_back(Event::Restart(Trigger::SocketRebound));
+        }
+        if self.guardian.died() {
+            self.reporter
+                .warn("the guardian process died; if hotrun is killed, grandchildren may survive");
         }
     }
 

@@ -187,6 +187,49 @@ pub fn is_gone(pid: i32) -> bool {
     }
 }
 
+/// A process as `/proc/PID/stat` shows it (Linux).
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone)]
+pub struct ProcStat {
+    pub pid: i32,
+    pub comm: String,
+    /// R, S, D, Z, T, …
+    pub state: char,
+    pub ppid: i32,
+    pub pgrp: i32,
+}
+
+#[cfg(target_os = "linux")]
+pub fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let mut rest = stat[close + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    let pgrp = rest.next()?.parse().ok()?;
+    Some(ProcStat {
+        pid,
+        comm: stat[open + 1..close].to_string(),
+        state,
+        ppid,
+        pgrp,
+    })
+}
+
+/// Every process whose parent is `parent`, zombies included (Linux).
+#[cfg(target_os = "linux")]
+pub fn children_of(parent: i32) -> Vec<ProcStat> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(proc_stat)
+        .filter(|p| p.ppid == parent)
+        .collect()
+}
+
 pub fn wait_gone(pid: i32) {
     wait_until(
         &format!("pid {pid} to be gone"),

@@ -5,6 +5,9 @@
 
 /// --events JSON lines and `hotrun drill`.
 mod ci_mode;
+/// The guardian: clean-up after a SIGKILL of hotrun, and what it holds.
+#[cfg(target_os = "linux")]
+mod guardian;
 /// Socket handoff, readiness and rollback (zero-downtime restarts).
 mod handoff;
 /// Sandboxes, the hotrun driver, log reading and binary replacement styles.
