@@ -1,7 +1,8 @@
 //! Wiring: forks the guardian, starts the signal thread and the watcher, then runs the one
 //! loop that feeds events to the supervisor and carries out its actions. This is the only
-//! place that spawns, signals and reaps, all on one thread (the main thread, which lives
-//! as long as hotrun: it is the "parent" that PR_SET_PDEATHSIG watches).
+//! place that spawns, signals and reaps (leaders, and orphans when hotrun is PID 1 or a
+//! subreaper), all on one thread (the main thread, which lives as long as hotrun: it is
+//! the "parent" that PR_SET_PDEATHSIG watches).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::OwnedFd;
@@ -27,7 +28,7 @@ use crate::readiness::{NotifyDir, NotifySocket};
 use crate::report::Reporter;
 use crate::sockets::{self, ListenAddr, Listeners};
 use crate::supervisor::{Readiness, Supervisor};
-use crate::{program, signals, watcher};
+use crate::{orphans, program, signals, watcher};
 
 /// What the event sources send to the loop.
 #[derive(Debug)]
@@ -133,6 +134,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
         notify_dir,
         notify: BTreeMap::new(),
         tx: tx.clone(),
+        adopts_orphans: orphans::adopted(),
         listen_hint_given: false,
     };
     let mut supervisor = Supervisor::new(config.settings);
@@ -207,6 +209,8 @@ struct World {
     /// Each live generation's notify socket (`--ready notify`).
     notify: BTreeMap<Generation, NotifySocket>,
     tx: Sender<Input>,
+    /// hotrun is PID 1 or a subreaper: orphans are re-parented to it and must be reaped.
+    adopts_orphans: bool,
     /// The `--listen` hint for a generation that ends at start was given.
     listen_hint_given: bool,
 }
@@ -276,6 +280,12 @@ impl World {
         if self.guardian.died() {
             self.reporter
                 .warn("the guardian process died; if hotrun is killed, grandchildren may survive");
+        }
+        if self.adopts_orphans {
+            // Leaders stay unreaped until their group is gone; everything else goes.
+            let leaders = &self.leaders;
+            let guardian = self.guardian.pid();
+            orphans::reap(|pid| Some(pid) == guardian || leaders.values().any(|l| l.pid == pid));
         }
     }
 

@@ -92,6 +92,12 @@ pub(crate) fn from_outcome(outcome: Outcome) -> ExitCode {
 
 fn reraise(sig: i32) -> ExitCode {
     let _ = std::io::stderr().flush();
+    if std::process::id() == 1 {
+        // PID 1 (a container's init) is immune to its own signals: a raise does nothing,
+        // and the abort the emulation falls back to would end it by SIGSEGV/SIGILL. The
+        // exit code is what the container runtime sees.
+        return code(128 + sig);
+    }
     // Returns only if the default action does not end the process.
     let _ = signal_hook::low_level::emulate_default_handler(sig);
     code(128 + sig)

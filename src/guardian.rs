@@ -95,6 +95,11 @@ impl Guardian {
         }
     }
 
+    /// The guardian's pid (it is hotrun's child, and not an orphan to reap).
+    pub(crate) fn pid(&self) -> Option<Pid> {
+        self.pid
+    }
+
     pub(crate) fn register(&mut self, pgid: Pgid) {
         self.send(&format!("+{}\n", pgid.as_raw()));
     }

@@ -9,6 +9,7 @@ mod event;
 mod events;
 mod exit;
 mod guardian;
+mod orphans;
 mod process;
 mod program;
 mod readiness;

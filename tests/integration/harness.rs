@@ -230,6 +230,15 @@ pub fn children_of(parent: i32) -> Vec<ProcStat> {
         .collect()
 }
 
+/// A test that cannot run on this machine: skipped with the reason, but a failure where
+/// `CI=true` (CI installs what every test needs).
+pub fn skip(reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and this test cannot run: {reason}");
+    }
+    eprintln!("skipped: {reason}");
+}
+
 pub fn wait_gone(pid: i32) {
     wait_until(
         &format!("pid {pid} to be gone"),
@@ -281,7 +290,18 @@ impl Hotrun {
         own_group: bool,
         setup: impl FnOnce(&mut Command),
     ) -> Hotrun {
-        let mut cmd = Command::new(hotrun_exe());
+        Hotrun::start_program(hotrun_exe(), args, own_group, setup)
+    }
+
+    /// Starts `program` (hotrun, or a tool that runs hotrun: `unshare … hotrun …`) the same
+    /// way; `pid()` is then that program's.
+    pub fn start_program<P: AsRef<OsStr>, S: AsRef<OsStr>>(
+        program: P,
+        args: &[S],
+        own_group: bool,
+        setup: impl FnOnce(&mut Command),
+    ) -> Hotrun {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

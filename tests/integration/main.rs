@@ -5,6 +5,9 @@
 
 /// --events JSON lines and `hotrun drill`.
 mod ci_mode;
+/// hotrun as PID 1 of a PID namespace and as a subreaper: orphans reaped, leaders not.
+#[cfg(target_os = "linux")]
+mod containers;
 /// The guardian: clean-up after a SIGKILL of hotrun, and what it holds.
 #[cfg(target_os = "linux")]
 mod guardian;
