@@ -8,6 +8,8 @@ mod ci_mode;
 /// hotrun as PID 1 of a PID namespace and as a subreaper: orphans reaped, leaders not.
 #[cfg(target_os = "linux")]
 mod containers;
+/// `.ci/demo` end to end, with its binaries in `$CARGO_TARGET_DIR`.
+mod demo;
 /// The guardian: clean-up after a SIGKILL of hotrun, and what it holds.
 #[cfg(target_os = "linux")]
 mod guardian;
