@@ -83,7 +83,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
             serde_json::json!({ "addr": addr.to_string(), "fd": fd, "name": name }),
         );
     }
-    let hints = program::wrapper_hints(&program::Command {
+    let hints = program::wrapper_hints(&program::CommandLine {
         program: &config.spawner.program,
         canonical: config.watch_binary.as_deref(),
         args: &config.spawner.args,

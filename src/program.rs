@@ -83,17 +83,23 @@ pub(crate) fn check(path: &Path) -> Result<(), NotRunnable> {
     {
         return Ok(());
     }
-    check_head(&head, path, &binfmt_misc())
+    check_head(&head, path, binfmt_misc)
 }
 
-fn check_head(head: &[u8], path: &Path, extra: &[BinfmtEntry]) -> Result<(), NotRunnable> {
+/// `extra`: the formats registered with binfmt_misc, read only for a file that is neither
+/// a native binary nor a script (every spawn goes through here).
+fn check_head(
+    head: &[u8],
+    path: &Path,
+    extra: impl FnOnce() -> Vec<BinfmtEntry>,
+) -> Result<(), NotRunnable> {
     if head.is_empty() {
         return Err(NotRunnable::Empty);
     }
     if let Some(line) = head.strip_prefix(b"#!") {
         return check_interpreter(line);
     }
-    if is_native_binary(head) || extra.iter().any(|e| e.matches(head, path)) {
+    if is_native_binary(head) || extra().iter().any(|e| e.matches(head, path)) {
         return Ok(());
     }
     Err(NotRunnable::UnknownFormat)
@@ -295,7 +301,7 @@ pub(crate) fn wrapper_kind(name: &OsStr) -> Option<Wrapper> {
 
 /// What hotrun needs to know to give its start-up hints about wrappers.
 #[derive(Debug)]
-pub(crate) struct Command<'a> {
+pub(crate) struct CommandLine<'a> {
     /// The resolved executable (as found through `PATH`).
     pub(crate) program: &'a Path,
     /// Where symlinks lead (`/usr/bin/python3` → `python3.11`), if known.
@@ -308,7 +314,7 @@ pub(crate) struct Command<'a> {
 }
 
 /// The hints to print at start when the command is a wrapper.
-pub(crate) fn wrapper_hints(cmd: &Command<'_>) -> Vec<String> {
+pub(crate) fn wrapper_hints(cmd: &CommandLine<'_>) -> Vec<String> {
     let names = [Some(cmd.program), cmd.canonical]
         .into_iter()
         .flatten()
@@ -359,7 +365,7 @@ mod tests {
     use super::*;
 
     fn head(bytes: &[u8]) -> Result<(), NotRunnable> {
-        check_head(bytes, Path::new("/x/app"), &[])
+        check_head(bytes, Path::new("/x/app"), Vec::new)
     }
 
     #[test]
@@ -411,7 +417,7 @@ mod tests {
         .expect("entry");
         assert_eq!(wine.magic, b"MZ");
         assert_eq!(
-            check_head(b"MZ\x90\x00", Path::new("/x/app"), &[wine]),
+            check_head(b"MZ\x90\x00", Path::new("/x/app"), || vec![wine]),
             Ok(())
         );
         let masked = BinfmtEntry::parse("enabled\noffset 1\nmagic 4100\nmask ff00\n").expect("e");
@@ -442,7 +448,7 @@ mod tests {
 
     fn hints(program: &str, args: &[&str], watching: bool, listening: bool) -> Vec<String> {
         let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-        wrapper_hints(&Command {
+        wrapper_hints(&CommandLine {
             program: Path::new(program),
             canonical: None,
             args: &args,

@@ -232,6 +232,7 @@ pub fn children_of(parent: i32) -> Vec<ProcStat> {
 
 /// A test that cannot run on this machine: skipped with the reason, but a failure where
 /// `CI=true` (CI installs what every test needs).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub fn skip(reason: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("CI=true and this test cannot run: {reason}");
