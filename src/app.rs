@@ -1,13 +1,14 @@
-//! Wiring: starts the signal thread, the watcher and the guardian, then runs the one loop
-//! that feeds events to the supervisor and carries out its actions. This is the only place
-//! that spawns, signals and reaps, all on one thread (the main thread, which lives as long
-//! as hotrun: it is the "parent" that PR_SET_PDEATHSIG watches).
+//! Wiring: forks the guardian, starts the signal thread and the watcher, then runs the one
+//! loop that feeds events to the supervisor and carries out its actions. This is the only
+//! place that spawns, signals and reaps (leaders, and orphans when hotrun is PID 1 or a
+//! subreaper), all on one thread (the main thread, which lives as long as hotrun: it is
+//! the "parent" that PR_SET_PDEATHSIG watches).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, unbounded};
 use nix::fcntl::{OFlag, open};
@@ -17,7 +18,7 @@ use nix::sys::stat::Mode;
 use crate::cli::Config;
 use crate::drill::Drill;
 use crate::event::{
-    Action, Event, Generation, Outcome, ShutdownSignal, SocketNews, SpawnFailure, Trigger,
+    Action, Event, Generation, Outcome, ShutdownSignal, SocketNews, SpawnFailure, Status, Trigger,
 };
 use crate::events::EventLog;
 use crate::exit::{self, Failure};
@@ -25,10 +26,10 @@ use crate::guardian::Guardian;
 use crate::process::{self, Handoff, Leader, Spawner, file_sig};
 use crate::readiness::{NotifyDir, NotifySocket};
 use crate::report::Reporter;
-use crate::sockets::{self, Listeners};
+use crate::sockets::{self, ListenAddr, Listeners};
 use crate::supervisor::{Readiness, Supervisor};
 use crate::takeover::{self, Seed, Takeover};
-use crate::{signals, watcher};
+use crate::{orphans, program, signals, watcher};
 
 /// What the event sources send to the loop.
 #[derive(Debug)]
@@ -88,6 +89,16 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
             serde_json::json!({ "addr": addr.to_string(), "fd": fd, "name": name }),
         );
     }
+    let hints = program::wrapper_hints(&program::CommandLine {
+        program: &config.spawner.program,
+        canonical: config.watch_binary.as_deref(),
+        args: &config.spawner.args,
+        watching_only_the_binary: config.watch_binary.is_some() && config.watch.is_empty(),
+        listening: !listeners.is_empty(),
+    });
+    for hint in hints {
+        reporter.hint(&hint);
+    }
     let notify_dir = match config.settings.ready {
         Readiness::Notify => Some(NotifyDir::create().map_err(|e| {
             Failure::new(
@@ -97,6 +108,19 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
         })?),
         _ => None,
     };
+    // A fork of hotrun: before the first thread starts (the signal thread, just below).
+    let mut guardian = Guardian::start().unwrap_or_else(|err| {
+        reporter.warn(&format!(
+            "cannot start the guardian process ({err}); if hotrun is killed, grandchildren may survive"
+        ));
+        Guardian::none()
+    });
+    if let Some(dir) = &notify_dir {
+        guardian.remove_dir(dir.path());
+    }
+    for path in listeners.created() {
+        guardian.remove_file(path);
+    }
     let (tx, rx) = unbounded();
     signals::start(tx.clone()).map_err(|e| {
         Failure::new(
@@ -106,12 +130,6 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
     })?;
     let _watcher = watcher::start(config.watch_binary.as_deref(), &config.watch, tx.clone())
         .map_err(|e| Failure::new(exit::FAILURE, format!("{e:#}")))?;
-    let guardian = Guardian::start().unwrap_or_else(|err| {
-        reporter.warn(&format!(
-            "cannot start the guardian process ({err}); if hotrun is killed, grandchildren may survive"
-        ));
-        Guardian::none()
-    });
     let takeover = if config.takeover {
         start_takeover(&listeners, config.backlog, &tx, &mut reporter)
     } else {
@@ -128,6 +146,8 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
         notify: BTreeMap::new(),
         takeover,
         tx: tx.clone(),
+        adopts_orphans: orphans::adopted(),
+        listen_hint_given: false,
     };
     let mut supervisor = Supervisor::new(config.settings);
     let mut drill = config.drill.map(|d| Drill::new(d, &world.listeners.bound));
@@ -141,7 +161,10 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
             if let Some(outcome) = world.execute(action, &mut queue) {
                 let verdict = drill.map(|d| d.finish(outcome));
                 // Clean up (unix socket files, the notify directory) before the exit,
-                // which may be a re-raised signal that skips destructors.
+                // which may be a re-raised signal that skips destructors. hotrun removes
+                // them itself, so the guardian must not (a new process may own the names
+                // by the time it would).
+                world.guardian.forget_paths();
                 drop(world);
                 return Ok(match verdict {
                     Some(true) => ExitCode::SUCCESS,
@@ -200,6 +223,10 @@ struct World {
     /// Socket takeover, unless it is off or cannot work here.
     takeover: Option<Takeover>,
     tx: Sender<Input>,
+    /// hotrun is PID 1 or a subreaper: orphans are re-parented to it and must be reaped.
+    adopts_orphans: bool,
+    /// The `--listen` hint for a generation that ends at start was given.
+    listen_hint_given: bool,
 }
 
 impl World {
@@ -266,6 +293,16 @@ impl World {
         if any_exit && self.repair_sockets() {
             // The generation serving holds the broken socket: replace it.
             queue.push_back(Event::Restart(Trigger::SocketRebound));
+        }
+        if self.guardian.died() {
+            self.reporter
+                .warn("the guardian process died; if hotrun is killed, grandchildren may survive");
+        }
+        if self.adopts_orphans {
+            // Leaders stay unreaped until their group is gone; everything else goes.
+            let leaders = &self.leaders;
+            let guardian = self.guardian.pid();
+            orphans::reap(|pid| Some(pid) == guardian || leaders.values().any(|l| l.pid == pid));
         }
     }
 
@@ -351,6 +388,13 @@ impl World {
                     }
                 }
             }
+            Action::CheckDrained { generation } => {
+                let open = self
+                    .takeover
+                    .as_ref()
+                    .map_or(0, |t| t.open_connections(generation));
+                queue.push_back(Event::DrainChecked { generation, open });
+            }
             Action::Drain { generation } => {
                 if let Some(takeover) = &self.takeover {
                     takeover.drain(generation);
@@ -399,7 +443,15 @@ impl World {
                     takeover.gone(generation);
                 }
             }
-            Action::Report(status) => self.reporter.status(&status),
+            Action::Report(status) => {
+                self.reporter.status(&status);
+                if !self.listen_hint_given
+                    && let Some(hint) = listen_hint(&status, &self.listeners.bound)
+                {
+                    self.listen_hint_given = true;
+                    self.reporter.hint(&hint);
+                }
+            }
             Action::Exit(outcome) => {
                 self.reporter.exit(outcome);
                 return Some(outcome);
@@ -463,6 +515,36 @@ fn start_takeover(
     }
 }
 
+/// How soon after its start a generation's own exit counts as "at start" for the
+/// `--listen` hint.
+const EARLY_EXIT: Duration = Duration::from_secs(5);
+
+/// A generation that ends at start under `--listen` most likely binds the port itself,
+/// which hotrun already holds: the hint says where the socket is.
+fn listen_hint(status: &Status, bound: &[ListenAddr]) -> Option<String> {
+    let first = bound.first()?;
+    let generation = match status {
+        Status::Exited {
+            generation, alive, ..
+        } if *alive < EARLY_EXIT => generation,
+        Status::RolledBack { generation, .. } | Status::RetryAfterOld { generation, .. } => {
+            generation
+        }
+        _ => return None,
+    };
+    let n = bound.len();
+    let fds = match n {
+        1 => "fd 3".to_string(),
+        _ => format!("fds 3-{}", sockets::FIRST_FD + n as i32 - 1),
+    };
+    Some(format!(
+        "{generation} ended soon after it started. With --listen, hotrun holds the socket and \
+         it is already open at {fds} (LISTEN_FDS={n}): a server that binds {first} itself \
+         gets \"address already in use\"; it should take fd 3 instead (README: \
+         \"Zero-downtime restarts\")"
+    ))
+}
+
 fn open_terminal() -> Option<OwnedFd> {
     open(
         "/dev/tty",
@@ -470,4 +552,39 @@ fn open_terminal() -> Option<OwnedFd> {
         Mode::empty(),
     )
     .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listen_hint_is_for_generations_that_end_at_start() {
+        let one = [ListenAddr::Tcp("127.0.0.1:8080".parse().expect("addr"))];
+        let exited = |ms| Status::Exited {
+            generation: Generation(1),
+            end: crate::event::ChildEnd::Exited(98),
+            alive: Duration::from_millis(ms),
+        };
+        let hint = listen_hint(&exited(80), &one).expect("a hint");
+        assert!(
+            hint.starts_with("gen 1 ended soon after it started."),
+            "{hint}"
+        );
+        assert!(hint.contains("open at fd 3 (LISTEN_FDS=1)"), "{hint}");
+        assert!(hint.contains("binds 127.0.0.1:8080 itself"), "{hint}");
+        assert_eq!(listen_hint(&exited(80), &[]), None);
+        assert_eq!(listen_hint(&exited(6000), &one), None);
+        // Before it was ready, however long that took.
+        let rolled_back = Status::RolledBack {
+            generation: Generation(3),
+            end: crate::event::ChildEnd::Exited(1),
+            alive: Duration::from_secs(20),
+            still_serving: Generation(2),
+        };
+        let two = [one[0].clone(), ListenAddr::Unix("/run/s.sock".into())];
+        let hint = listen_hint(&rolled_back, &two).expect("a hint");
+        assert!(hint.contains("open at fds 3-4 (LISTEN_FDS=2)"), "{hint}");
+        assert_eq!(listen_hint(&Status::Waiting, &one), None);
+    }
 }

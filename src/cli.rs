@@ -1,22 +1,23 @@
 //! The command line: clap's `Args` (raw), checked and resolved into a plain `Config` that
-//! the rest of hotrun uses. Every bad input ends here with one line and an exit code.
+//! the rest of hotrun uses. Every bad input ends here with an exit code: clap's errors in
+//! clap's own words (with the usage and tips), hotrun's own checks in one line.
 
 use std::env;
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use nix::sys::signal::Signal;
 
 use crate::drill::{self, DrillConfig, Probe};
 use crate::exit::{self, Failure};
 use crate::process::Spawner;
+use crate::program;
 use crate::sockets::{self, ListenSpec};
 use crate::supervisor::{OnExit, Readiness, Settings};
 
@@ -223,29 +224,83 @@ where
     if args.get(1).is_some_and(|a| a == "drill") {
         let mut rest = args.clone();
         rest.remove(1);
-        let drill =
-            DrillArgs::try_parse_from(rest).map_err(|e| clap_failure(&e, "hotrun drill --help"))?;
+        let drill: DrillArgs = clap_parse(DrillArgs::command().bin_name("hotrun drill"), rest)?;
         return drill.into_config();
     }
-    let args = Args::try_parse_from(args).map_err(|e| clap_failure(&e, "hotrun --help"))?;
+    let args: Args = clap_parse(Args::command(), args)?;
     args.into_config()
 }
 
-/// Help and version end the process here; errors become one line.
-fn clap_failure(err: &clap::Error, help: &str) -> Failure {
+/// Parses with clap. Help and version end the process here; errors are clap's whole
+/// message, coloured as clap does (on a terminal only, following `--color` when it can be
+/// found on the line).
+fn clap_parse<P: clap::FromArgMatches>(
+    cmd: clap::Command,
+    args: Vec<OsString>,
+) -> Result<P, Failure> {
     use clap::error::ErrorKind;
-    if matches!(
-        err.kind(),
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-    ) {
-        let _ = write!(std::io::stdout(), "{err}");
-        std::process::exit(0);
+    let color = color_in(&cmd, &args);
+    let mut cmd = cmd.color(color);
+    let parsed = cmd
+        .try_get_matches_from_mut(args)
+        .and_then(|matches| P::from_arg_matches(&matches));
+    parsed.map_err(|err| {
+        let err = err.format(&mut cmd);
+        if matches!(
+            err.kind(),
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+        ) {
+            let _ = err.print();
+            std::process::exit(0);
+        }
+        Failure::clap(err)
+    })
+}
+
+/// The `--color` value on a command line, looked for before the command starts (even when
+/// the line does not parse, so that clap's error follows it too).
+fn color_in(cmd: &clap::Command, args: &[OsString]) -> clap::ColorChoice {
+    let takes_value = |arg: Option<&clap::Arg>| arg.is_some_and(|a| a.get_action().takes_values());
+    let choice = |value: Option<&OsString>| match value.and_then(|v| v.to_str()) {
+        Some("always") => clap::ColorChoice::Always,
+        Some("never") => clap::ColorChoice::Never,
+        _ => clap::ColorChoice::Auto,
+    };
+    let mut words = args.iter().skip(1);
+    while let Some(word) = words.next() {
+        let Some(text) = word.to_str() else { break };
+        if text == "--" {
+            break;
+        }
+        if let Some(long) = text.strip_prefix("--") {
+            let (name, value) = match long.split_once('=') {
+                Some((name, value)) => (name, Some(OsString::from(value))),
+                None => (long, None),
+            };
+            if name == "color" {
+                return choice(value.as_ref().or_else(|| words.next()));
+            }
+            let arg = cmd.get_arguments().find(|a| a.get_long() == Some(name));
+            if value.is_none() && takes_value(arg) {
+                words.next();
+            }
+        } else if let Some(shorts) = text.strip_prefix('-').filter(|s| !s.is_empty()) {
+            // `-qw PATH`, `-wPATH`: the first short option that takes a value ends it.
+            for (i, c) in shorts.char_indices() {
+                let arg = cmd.get_arguments().find(|a| a.get_short() == Some(c));
+                if takes_value(arg) {
+                    if i + c.len_utf8() == shorts.len() {
+                        words.next();
+                    }
+                    break;
+                }
+            }
+        } else {
+            // The command: what follows is its own.
+            break;
+        }
     }
-    // clap's first line says what is wrong; the rest is a usage reminder.
-    let text = err.to_string();
-    let first = text.lines().next().unwrap_or("bad command line");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    Failure::usage(format!("{first} (see {help})"))
+    clap::ColorChoice::Auto
 }
 
 impl DrillArgs {
@@ -347,7 +402,7 @@ fn resolve_program(name: &OsStr) -> Result<PathBuf, Failure> {
     }
     if name.as_bytes().contains(&b'/') {
         let path = absolute(Path::new(name));
-        return check_executable(&path, name);
+        return check_executable(&path, name).and_then(|p| check_runnable(p, name));
     }
     let path_var =
         env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
@@ -363,7 +418,7 @@ fn resolve_program(name: &OsStr) -> Result<PathBuf, Failure> {
             continue;
         }
         match check_executable(&candidate, name) {
-            Ok(found) => return Ok(found),
+            Ok(found) => return check_runnable(found, name),
             Err(err) => denied = denied.or(Some(err)),
         }
     }
@@ -400,6 +455,19 @@ fn check_executable(path: &Path, name: &OsStr) -> Result<PathBuf, Failure> {
         ));
     }
     Ok(path.to_path_buf())
+}
+
+/// The found program must be something the system can run: a junk file would otherwise
+/// go through `sh` (execvp's ENOEXEC fallback), and a script whose interpreter is missing
+/// would fail with a bare ENOENT.
+fn check_runnable(path: PathBuf, name: &OsStr) -> Result<PathBuf, Failure> {
+    match program::check(&path) {
+        Ok(()) => Ok(path),
+        Err(why) => Err(Failure::new(
+            exit::CANNOT_EXECUTE,
+            format!("cannot run {}: {why}", name.to_string_lossy()),
+        )),
+    }
 }
 
 /// hotrun's own executable (for the exec trampoline); on Linux the /proc link keeps
@@ -480,7 +548,6 @@ fn parse_signal(text: &str) -> Result<Signal, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn clap_definition_is_valid() {

@@ -155,6 +155,14 @@ pub(crate) enum SocketNews {
     Accepting,
     /// It bound `addr`, which hotrun holds, but could not be given the held socket.
     Declined { addr: String, why: String },
+    /// It accepts on `addr` with the shared socket in another blocking mode than `other`
+    /// did (the mode is shared by every holder).
+    ModeDiffers {
+        addr: String,
+        other: Generation,
+        other_nonblocking: bool,
+        nonblocking: bool,
+    },
 }
 
 /// Everything the supervisor is told.
@@ -194,6 +202,9 @@ pub(crate) enum Event {
         ready: bool,
         status: Option<String>,
     },
+    /// The answer to a `CheckDrained` action: how many connections the generation
+    /// accepted on sockets hotrun holds are still open.
+    DrainChecked { generation: Generation, open: usize },
     /// Socket takeover saw the generation bind, listen or accept.
     Socket {
         generation: Generation,
@@ -219,6 +230,9 @@ pub(crate) enum Action {
     /// The generation is being replaced: from now on it gets no new connection on the
     /// sockets hotrun holds (its accepts are held back).
     Drain { generation: Generation },
+    /// How many connections the draining generation accepted are still open? (answer:
+    /// `DrainChecked`)
+    CheckDrained { generation: Generation },
     /// Is anything but the (zombie) leader left in the generation's group? (answer:
     /// `GroupChecked`)
     CheckGroup { generation: Generation },
@@ -391,10 +405,18 @@ pub(crate) enum Status {
         message: String,
         still_serving: Option<Generation>,
     },
-    /// The old generation takes no new connection; its stop signal follows after `drain`.
+    /// The old generation takes no new connection; its stop signal follows once the
+    /// connections it accepted are closed, after `min` at least and `max` at most.
     Draining {
         generation: Generation,
-        drain: Duration,
+        min: Duration,
+        max: Duration,
+    },
+    /// The drain ended with `open` connections still open, `waited` after `min`.
+    DrainCut {
+        generation: Generation,
+        open: usize,
+        waited: Duration,
     },
     /// The generation listens on a socket hotrun now holds for later generations.
     SocketHeld {
@@ -405,6 +427,14 @@ pub(crate) enum Status {
     SocketTakenOver {
         generation: Generation,
         addr: String,
+    },
+    /// Two generations sharing a socket use it in different blocking modes.
+    SocketModeDiffers {
+        generation: Generation,
+        addr: String,
+        other: Generation,
+        other_nonblocking: bool,
+        nonblocking: bool,
     },
     /// The generation bound an address hotrun holds but could not be given the socket.
     TakeoverDeclined {

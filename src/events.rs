@@ -118,9 +118,21 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             "spawned",
             json!({ "gen": generation.0, "pid": pid, "pgid": pid, "trigger": trigger.to_string(), "latency_ms": ms(*latency) }),
         ),
-        Status::Draining { generation, drain } => (
+        Status::Draining {
+            generation,
+            min,
+            max,
+        } => (
             "draining",
-            json!({ "gen": generation.0, "drain_ms": ms(*drain) }),
+            json!({ "gen": generation.0, "min_ms": ms(*min), "max_ms": ms(*max) }),
+        ),
+        Status::DrainCut {
+            generation,
+            open,
+            waited,
+        } => (
+            "drain_cut",
+            json!({ "gen": generation.0, "open": open, "waited_ms": ms(*waited) }),
         ),
         Status::SocketHeld { generation, addr } => {
             ("socket_held", json!({ "gen": generation.0, "addr": addr }))
@@ -128,6 +140,16 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         Status::SocketTakenOver { generation, addr } => (
             "socket_taken_over",
             json!({ "gen": generation.0, "addr": addr }),
+        ),
+        Status::SocketModeDiffers {
+            generation,
+            addr,
+            other,
+            other_nonblocking,
+            nonblocking,
+        } => (
+            "socket_mode_differs",
+            json!({ "gen": generation.0, "addr": addr, "other_gen": other.0, "nonblocking": nonblocking, "other_nonblocking": other_nonblocking }),
         ),
         Status::TakeoverDeclined {
             generation,

@@ -24,6 +24,9 @@ pub(crate) const NOT_FOUND: i32 = 127;
 pub(crate) struct Failure {
     pub(crate) code: i32,
     pub(crate) message: String,
+    /// A command-line error as clap tells it (several lines, styled like clap does);
+    /// `message` then holds its plain text.
+    clap: Option<Box<clap::Error>>,
 }
 
 impl Failure {
@@ -31,6 +34,7 @@ impl Failure {
         Failure {
             code,
             message: message.into(),
+            clap: None,
         }
     }
 
@@ -38,9 +42,26 @@ impl Failure {
         Failure::new(USAGE, message)
     }
 
-    /// Prints the one-line error and gives the exit code.
+    /// A bad command line that clap found: reported in clap's own words, exit 2.
+    pub(crate) fn clap(err: clap::Error) -> Failure {
+        Failure {
+            code: USAGE,
+            message: err.render().to_string(),
+            clap: Some(Box::new(err)),
+        }
+    }
+
+    /// Prints the error (hotrun's own in one line, clap's as clap does) and gives the exit
+    /// code.
     pub(crate) fn report(&self) -> ExitCode {
-        let _ = writeln!(std::io::stderr(), "hotrun: error: {}", self.message);
+        match &self.clap {
+            Some(err) => {
+                let _ = err.print();
+            }
+            None => {
+                let _ = writeln!(std::io::stderr(), "hotrun: error: {}", self.message);
+            }
+        }
         code(self.code)
     }
 }
@@ -71,6 +92,12 @@ pub(crate) fn from_outcome(outcome: Outcome) -> ExitCode {
 
 fn reraise(sig: i32) -> ExitCode {
     let _ = std::io::stderr().flush();
+    if std::process::id() == 1 {
+        // PID 1 (a container's init) is immune to its own signals: a raise does nothing,
+        // and the abort the emulation falls back to would end it by SIGSEGV/SIGILL. The
+        // exit code is what the container runtime sees.
+        return code(128 + sig);
+    }
     // Returns only if the default action does not end the process.
     let _ = signal_hook::low_level::emulate_default_handler(sig);
     code(128 + sig)

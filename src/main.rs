@@ -9,7 +9,9 @@ mod event;
 mod events;
 mod exit;
 mod guardian;
+mod orphans;
 mod process;
+mod program;
 mod readiness;
 mod report;
 mod signals;
@@ -23,9 +25,6 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mode = std::env::args_os().nth(1);
-    if mode.as_deref() == Some(OsStr::new(guardian::ARG)) {
-        return guardian::run();
-    }
     if mode.as_deref() == Some(OsStr::new(process::TRAMPOLINE_ARG)) {
         let args: Vec<_> = std::env::args_os().skip(2).collect();
         return process::trampoline(&args);

@@ -21,6 +21,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use crate::event::{ChildEnd, FileSig, Generation, SpawnFailure};
+use crate::program::{self, NotRunnable};
 use crate::takeover::ChildHook;
 
 /// A process group id: the only thing hotrun ever sends a signal to.
@@ -109,6 +110,10 @@ impl Spawner {
         handoff: &Handoff,
         takeover: Option<ChildHook>,
     ) -> Result<Leader, SpawnFailure> {
+        // Before exec: execvp would run a junk file through `sh` (ENOEXEC fallback).
+        if let Err(why) = program::check(&self.program) {
+            return Err(not_runnable(&self.program, &why));
+        }
         let status_pipe = if handoff.listen_pid {
             Some(io::pipe().map_err(|e| SpawnFailure {
                 message: format!("cannot create a pipe: {e}"),
@@ -299,8 +304,24 @@ fn child_setup(parent: libc::pid_t, keep: libc::c_int, keep_also: libc::c_int) -
     Ok(())
 }
 
+/// A file the system cannot run. One that may still be being written (junk so far, empty)
+/// is retried within the spawn budget; a missing interpreter is final at once.
+fn not_runnable(program: &Path, why: &NotRunnable) -> SpawnFailure {
+    SpawnFailure {
+        message: format!("cannot run {}: {why}", program.display()),
+        transient: why.may_be_half_written(),
+        exit_code: 126,
+    }
+}
+
 fn spawn_failure(program: &Path, err: &io::Error) -> SpawnFailure {
     let errno = err.raw_os_error();
+    if errno == Some(libc::ENOENT)
+        && let Err(why @ NotRunnable::MissingInterpreter(_)) = program::check(program)
+    {
+        // The file is there; what is missing is the interpreter on its #! line.
+        return not_runnable(program, &why);
+    }
     let transient = matches!(
         errno,
         Some(libc::ETXTBSY | libc::ENOENT | libc::EACCES | libc::ENOEXEC)
@@ -442,4 +463,65 @@ pub(crate) fn file_sig(path: &Path) -> Option<FileSig> {
         mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
         executable: meta.is_file() && meta.permissions().mode() & 0o111 != 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn executable(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, content).expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    fn spawner(program: PathBuf) -> Spawner {
+        Spawner {
+            argv0: program.clone().into_os_string(),
+            program,
+            args: Vec::new(),
+            inherit_stdin: false,
+            stdout_to_stderr: false,
+            self_exe: PathBuf::from("/proc/self/exe"),
+        }
+    }
+
+    #[test]
+    fn a_missing_interpreter_is_final_at_once_and_junk_is_retried() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = executable(dir.path(), "app.sh", b"#!/nonexistent/interp\n");
+        let failure = spawner(script.clone())
+            .spawn(Generation(2), &Handoff::default(), None)
+            .expect_err("must not start");
+        assert!(!failure.transient, "{failure:?}");
+        assert_eq!(failure.exit_code, 126);
+        assert!(
+            failure
+                .message
+                .ends_with("its interpreter /nonexistent/interp (on its #! line) does not exist"),
+            "{failure:?}"
+        );
+        // The same when exec itself reports it (the file changed after the check).
+        let failure = spawn_failure(&script, &io::Error::from_raw_os_error(libc::ENOENT));
+        assert!(!failure.transient, "{failure:?}");
+        assert!(
+            failure.message.contains("/nonexistent/interp"),
+            "{failure:?}"
+        );
+
+        let marker = dir.path().join("ran");
+        let junk = executable(
+            dir.path(),
+            "junk",
+            format!("touch {}\n", marker.display()).as_bytes(),
+        );
+        let failure = spawner(junk)
+            .spawn(Generation(2), &Handoff::default(), None)
+            .expect_err("must not start");
+        assert!(failure.transient, "{failure:?}");
+        assert!(failure.message.contains("not a program"), "{failure:?}");
+        assert!(!marker.exists());
+    }
 }

@@ -52,6 +52,11 @@ impl NotifyDir {
         ))
     }
 
+    /// The directory (removed by the guardian too, if hotrun is killed).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Binds the socket for one generation and starts draining it.
     pub(crate) fn socket_for(
         &self,

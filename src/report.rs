@@ -56,6 +56,12 @@ impl Reporter {
         self.events_failed(failed);
     }
 
+    /// Advice for the human (a wrapper that hides the real binary, a server that binds the
+    /// port itself); no event: it is not a lifecycle step.
+    pub(crate) fn hint(&mut self, text: &str) {
+        self.line(Level::Warn, text);
+    }
+
     /// A free-form line with its own event.
     pub(crate) fn info(&mut self, text: &str, event: &str, fields: serde_json::Value) {
         self.line(Level::Info, text);
@@ -181,11 +187,28 @@ fn describe(status: &Status) -> (Level, String) {
             };
             (Level::Error, format!("{message}{tail}"))
         }
-        Status::Draining { generation, drain } => (
+        Status::Draining {
+            generation,
+            min,
+            max,
+        } => (
             Level::Info,
             format!(
-                "{generation} takes no new connections; its stop signal follows in {}",
-                ms(*drain)
+                "{generation} takes no new connections; its stop signal follows once the connections it accepted are closed (in {} at least, {} at most)",
+                ms(*min),
+                ms(*max)
+            ),
+        ),
+        Status::DrainCut {
+            generation,
+            open,
+            waited,
+        } => (
+            Level::Info,
+            format!(
+                "{generation} still has {open} connection{} open after {} more; stopping it anyway (keep-alive?)",
+                if *open == 1 { "" } else { "s" },
+                ms(*waited)
             ),
         ),
         Status::SocketHeld { generation, addr } => (
@@ -198,6 +221,23 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Good,
             format!("{generation} took over {addr}, the listening socket hotrun holds"),
         ),
+        Status::SocketModeDiffers {
+            generation,
+            addr,
+            other,
+            other_nonblocking,
+            nonblocking,
+        } => {
+            let mode = |nb: &bool| if *nb { "non-blocking" } else { "blocking" };
+            (
+                Level::Warn,
+                format!(
+                    "{generation} accepts on {addr} as a {} socket, {other} did as a {} one; they share one socket and one mode, so {other} may not stop cleanly (a server should keep one mode across builds)",
+                    mode(nonblocking),
+                    mode(other_nonblocking)
+                ),
+            )
+        }
         Status::TakeoverDeclined {
             generation,
             addr,

@@ -187,6 +187,11 @@ impl Listeners {
             .collect()
     }
 
+    /// The unix socket files hotrun created (and removes at exit).
+    pub(crate) fn created(&self) -> &[PathBuf] {
+        &self.created
+    }
+
     /// The environment the protocol needs (all but `LISTEN_PID`).
     pub(crate) fn env(&self) -> Vec<(&'static str, OsString)> {
         if self.is_empty() {

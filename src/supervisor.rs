@@ -81,7 +81,9 @@ pub(crate) struct Settings {
     /// A new generation not ready by then is stopped and the old one keeps serving.
     pub(crate) ready_timeout: Duration,
     /// How long a replaced generation that serves on a socket hotrun holds gets no new
-    /// connection before its stop signal (requests it accepted can finish meanwhile).
+    /// connection before its stop signal, at least (requests it accepted can finish
+    /// meanwhile; it is stopped later while it still has connections open, up to
+    /// `DRAIN_MAX`).
     pub(crate) drain: Duration,
 }
 
@@ -102,6 +104,12 @@ const GROUP_POLL_MAX: Duration = Duration::from_millis(100);
 /// A generation started beside an older one that exits on its own this soon after the
 /// last older generation is gone is started once more (see the module docs).
 pub(crate) const RETRY_WINDOW: Duration = Duration::from_secs(5);
+
+/// The longest a draining generation is waited for while connections it accepted are
+/// still open (a keep-alive connection would keep it forever).
+pub(crate) const DRAIN_MAX: Duration = Duration::from_secs(2);
+/// How often a draining generation's open connections are looked at.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 /// How long the binary must stay missing before the user is told.
 pub(crate) const MISSING_REPORT_AFTER: Duration = Duration::from_secs(1);
@@ -127,12 +135,22 @@ struct Child {
     listening: bool,
     /// It listens or accepts on a socket hotrun holds: replacing it drains it first.
     serving: bool,
-    /// Draining: when its stop signal is due.
-    drain_until: Option<Instant>,
+    /// Set while it drains: it gets no new connection, and its stop signal waits.
+    drain: Option<Drain>,
     /// Set once hotrun has asked it to stop.
     stop: Option<Stop>,
     /// Set once its leader has exited.
     exit: Option<LeaderExit>,
+}
+
+#[derive(Debug)]
+struct Drain {
+    /// Its stop signal comes once this has passed and no connection it accepted is open…
+    min_at: Instant,
+    /// …or at this time, connections or not.
+    max_at: Instant,
+    /// When to ask about its open connections (`None` while an answer is awaited).
+    check_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -177,7 +195,8 @@ impl Child {
     fn deadline(&self) -> Option<Instant> {
         let kill = self.stop.as_ref().and_then(|s| s.kill_at);
         let recheck = self.exit.as_ref().and_then(|e| e.recheck_at);
-        earliest([kill, recheck, self.drain_until])
+        let drain = self.drain.as_ref().and_then(|d| d.check_at);
+        earliest([kill, recheck, drain])
     }
 }
 
@@ -356,6 +375,9 @@ impl Supervisor {
                 out.push(Action::Report(Status::Suspended { generation, signal }));
             }
             Event::Socket { generation, news } => self.on_socket(generation, news, now, &mut out),
+            Event::DrainChecked { generation, open } => {
+                self.on_drain_checked(generation, open, now, &mut out);
+            }
             Event::Tick => self.on_tick(now, &mut out),
         }
         out
@@ -472,7 +494,7 @@ impl Supervisor {
             beside,
             listening: false,
             serving: false,
-            drain_until: None,
+            drain: None,
             stop: None,
             exit: None,
         });
@@ -512,7 +534,7 @@ impl Supervisor {
         let older: Vec<(Generation, bool)> = self
             .children
             .iter()
-            .filter(|c| c.generation != generation && c.stop.is_none() && c.drain_until.is_none())
+            .filter(|c| c.generation != generation && c.stop.is_none() && c.drain.is_none())
             .map(|c| (c.generation, c.serving))
             .collect();
         for (old, serving) in older {
@@ -520,12 +542,18 @@ impl Supervisor {
                 out.push(Action::Drain { generation: old });
             }
             if serving && !drain.is_zero() {
+                let max = drain.max(DRAIN_MAX);
                 out.push(Action::Report(Status::Draining {
                     generation: old,
-                    drain,
+                    min: drain,
+                    max,
                 }));
                 if let Some(child) = self.child_mut(old) {
-                    child.drain_until = Some(now + drain);
+                    child.drain = Some(Drain {
+                        min_at: now + drain,
+                        max_at: now + max,
+                        check_at: Some(now + drain),
+                    });
                 }
             } else {
                 self.stop(old, self.settings.stop_signal, now, out);
@@ -585,6 +613,20 @@ impl Supervisor {
             SocketNews::TookOver { addr } => {
                 out.push(Action::Report(Status::SocketTakenOver { generation, addr }));
             }
+            SocketNews::ModeDiffers {
+                addr,
+                other,
+                other_nonblocking,
+                nonblocking,
+            } => {
+                out.push(Action::Report(Status::SocketModeDiffers {
+                    generation,
+                    addr,
+                    other,
+                    other_nonblocking,
+                    nonblocking,
+                }));
+            }
             SocketNews::Declined { addr, why } => {
                 out.push(Action::Report(Status::TakeoverDeclined {
                     generation,
@@ -592,6 +634,33 @@ impl Supervisor {
                     why,
                 }));
             }
+        }
+    }
+
+    /// The answer to `CheckDrained`: stop the generation once nothing it accepted is
+    /// open, or once it drained for `DRAIN_MAX`; else look again shortly.
+    fn on_drain_checked(
+        &mut self,
+        generation: Generation,
+        open: usize,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(drain) = self.child_mut(generation).and_then(|c| c.drain.as_mut()) else {
+            return;
+        };
+        if open == 0 && now >= drain.min_at {
+            self.stop(generation, self.settings.stop_signal, now, out);
+        } else if now >= drain.max_at {
+            let waited = now.saturating_duration_since(drain.min_at);
+            out.push(Action::Report(Status::DrainCut {
+                generation,
+                open,
+                waited,
+            }));
+            self.stop(generation, self.settings.stop_signal, now, out);
+        } else {
+            drain.check_at = Some((now + DRAIN_POLL).min(drain.max_at));
         }
     }
 
@@ -658,7 +727,7 @@ impl Supervisor {
         if child.stop.is_some() {
             return;
         }
-        child.drain_until = None;
+        child.drain = None;
         child.stop = Some(Stop {
             sent: now,
             signal,
@@ -1025,17 +1094,21 @@ impl Supervisor {
         {
             self.request_restart(Trigger::PathChanged(path), now, out);
         }
-        let drained: Vec<Generation> = self
+        let due: Vec<Generation> = self
             .children
             .iter()
-            .filter(|c| c.drain_until.is_some_and(|at| at <= now))
+            .filter(|c| {
+                c.drain
+                    .as_ref()
+                    .is_some_and(|d| d.check_at.is_some_and(|at| at <= now))
+            })
             .map(|c| c.generation)
             .collect();
-        for generation in drained {
-            if let Some(child) = self.child_mut(generation) {
-                child.drain_until = None;
+        for generation in due {
+            if let Some(drain) = self.child_mut(generation).and_then(|c| c.drain.as_mut()) {
+                drain.check_at = None;
             }
-            self.stop(generation, self.settings.stop_signal, now, out);
+            out.push(Action::CheckDrained { generation });
         }
         if self.restart_at.is_some_and(|at| at <= now) {
             self.restart_at = None;

@@ -831,6 +831,26 @@ impl Harness {
         })
     }
 
+    /// Ticks to the drain check of generation `g` and answers it with `open`.
+    fn drained(&mut self, g: u64, open: usize) -> Vec<Action> {
+        self.ev(Event::DrainChecked {
+            generation: Generation(g),
+            open,
+        })
+    }
+
+    /// Ticks until the drain check of `g` is asked for, and answers it with `open`.
+    fn tick_drained(&mut self, g: u64, open: usize) -> Vec<Action> {
+        let a = self.tick();
+        assert!(
+            a.contains(&Action::CheckDrained {
+                generation: Generation(g)
+            }),
+            "{a:?}"
+        );
+        self.drained(g, open)
+    }
+
     fn listens(&mut self, g: u64, first: bool) -> Vec<Action> {
         self.socket(
             g,
@@ -893,12 +913,17 @@ fn a_generation_replacing_a_listening_one_is_ready_once_it_listens_too() {
     assert!(signals(&a).is_empty());
     assert!(reported(
         &a,
-        |s| matches!(s, Status::Draining { drain, .. } if *drain == DRAIN)
+        |s| matches!(s, Status::Draining { min, max, .. } if *min == DRAIN && *max == DRAIN_MAX)
     ));
+    // After the drain, hotrun looks whether connections gen 1 accepted are still open.
     let before = h.now;
     let a = h.tick();
     assert_eq!(h.now - before, DRAIN);
-    assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
+    assert!(a.contains(&Action::CheckDrained {
+        generation: Generation(1)
+    }));
+    assert!(signals(&a).is_empty());
+    assert_eq!(signals(&h.drained(1, 0)), vec![(1, Signal::SIGTERM)]);
     let a = h.exited(1, ChildEnd::Signaled(libc::SIGTERM));
     assert!(reported(&a, |s| matches!(s, Status::Stopped { .. })));
 }
@@ -951,7 +976,7 @@ fn without_a_listening_generation_or_with_ready_exec_there_is_no_gate() {
     let mut h = listening_and_restarted(Readiness::Exec);
     let a = h.spawned(2);
     assert_eq!(drains(&a), vec![1]);
-    assert_eq!(signals(&h.tick()), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&h.tick_drained(1, 0)), vec![(1, Signal::SIGTERM)]);
 }
 
 #[test]
@@ -983,7 +1008,7 @@ fn a_generation_that_only_accepts_on_a_held_socket_is_drained_without_a_gate() {
     let a = h.spawned(2);
     assert_eq!(drains(&a), vec![1]);
     assert!(signals(&a).is_empty());
-    assert_eq!(signals(&h.tick()), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&h.tick_drained(1, 0)), vec![(1, Signal::SIGTERM)]);
 }
 
 #[test]
@@ -1015,6 +1040,39 @@ fn a_zero_drain_stops_at_once_and_a_shutdown_ends_a_drain() {
             .is_some_and(|d| d >= h.now + GRACE - DRAIN),
         "only the grace deadline is left"
     );
+}
+
+#[test]
+fn a_draining_generation_is_stopped_once_its_connections_are_closed_or_at_the_most() {
+    let mut h = listening_and_restarted(Readiness::Auto);
+    h.spawned(2);
+    h.listens(2, false);
+    // Two requests it accepted are still being answered: it is looked at again shortly.
+    let a = h.tick_drained(1, 2);
+    assert!(signals(&a).is_empty());
+    let a = h.tick_drained(1, 1);
+    assert!(signals(&a).is_empty());
+    // Both done: stopped now.
+    assert_eq!(signals(&h.tick_drained(1, 0)), vec![(1, Signal::SIGTERM)]);
+
+    // A connection that never closes (keep-alive) holds it up to DRAIN_MAX, no more.
+    let mut h = listening_and_restarted(Readiness::Auto);
+    h.spawned(2);
+    h.listens(2, false);
+    let start = h.now;
+    let mut last = Vec::new();
+    for _ in 0..1000 {
+        last = h.tick_drained(1, 1);
+        if !signals(&last).is_empty() {
+            break;
+        }
+    }
+    assert_eq!(signals(&last), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(h.now - start, DRAIN_MAX);
+    assert!(reported(&last, |s| matches!(
+        s,
+        Status::DrainCut { open: 1, .. }
+    )));
 }
 
 #[test]

@@ -476,8 +476,11 @@ impl Drill {
     }
 
     fn attribute(&mut self, sample: &Sample) {
-        if self.shutdown_at.is_some_and(|at| sample.start >= at) {
-            // The final stop's own probes: the server is going away on purpose.
+        // The final stop's own probes, and a probe under way when it began that failed
+        // after it: the server is going away on purpose.
+        let stopping =
+            |at: Instant| sample.start >= at || (sample.failure.is_some() && sample.end >= at);
+        if self.shutdown_at.is_some_and(stopping) {
             return;
         }
         let Some(index) = self

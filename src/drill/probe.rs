@@ -249,10 +249,12 @@ fn why(err: &io::Error) -> String {
     }
 }
 
-/// One probe: when it was sent, and what went wrong (`None`: the server answered).
+/// One probe: when it was sent and when it was over, and what went wrong (`None`: the
+/// server answered).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Sample {
     pub(crate) start: Instant,
+    pub(crate) end: Instant,
     pub(crate) failure: Option<String>,
 }
 
@@ -271,8 +273,13 @@ impl Prober {
             while !s.load(Ordering::SeqCst) {
                 let start = Instant::now();
                 let failure = probe.once().err();
+                let end = Instant::now();
                 if let Ok(mut m) = m.lock() {
-                    m.push(Sample { start, failure });
+                    m.push(Sample {
+                        start,
+                        end,
+                        failure,
+                    });
                 }
                 thread::sleep(INTERVAL);
             }

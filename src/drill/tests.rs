@@ -80,8 +80,13 @@ impl Probed {
     }
 
     fn probe(&self, at: Instant, failure: Option<&str>) {
+        self.probe_until(at, at, failure);
+    }
+
+    fn probe_until(&self, start: Instant, end: Instant, failure: Option<&str>) {
         self.samples.lock().expect("lock").push(Sample {
-            start: at,
+            start,
+            end,
             failure: failure.map(str::to_string),
         });
     }
@@ -263,7 +268,9 @@ fn a_failed_probe_belongs_to_the_restart_until_the_server_answers_after_it() {
     p.drill.step(up(3), t + ms(13));
     p.probe(t + ms(14), None);
     assert!(is_stop(p.drill.step(up(3), t + ms(15))));
-    // After the final stop was asked for, failures are the point.
+    // After the final stop was asked for, failures are the point: a probe sent before it
+    // and cut by it (the server dies at once), and the probes after it.
+    p.probe_until(t + ms(14), t + ms(17), Some("connection reset"));
     p.probe(t + ms(16), Some("connection refused"));
     p.drill.observe(&stopped(3, ChildEnd::Exited(0), None));
     let summary = p.drill.summarize(clean_exit());

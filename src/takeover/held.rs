@@ -46,6 +46,10 @@ impl SockKey {
         Some(SockKey::new(addr, v6only))
     }
 
+    pub(crate) fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
     pub(crate) fn new(addr: SocketAddr, v6only: bool) -> SockKey {
         SockKey {
             addr,
@@ -67,6 +71,8 @@ impl fmt::Display for SockKey {
 /// One socket hotrun holds.
 #[derive(Debug)]
 pub(crate) struct Held {
+    /// Stable while it is held (indexes move when a socket is let go).
+    pub(crate) id: u64,
     /// `None` for a unix `--listen` socket (held for accept draining only).
     pub(crate) key: Option<SockKey>,
     /// How to name it in messages.
@@ -77,43 +83,25 @@ pub(crate) struct Held {
     pub(crate) users: BTreeSet<Generation>,
     /// A `--listen` socket: held for hotrun's whole life.
     pub(crate) permanent: bool,
+    /// When it was last handed over: the newest generation that had it, and whether it
+    /// was non-blocking then (see `mode_change`).
+    pub(crate) handed_over: Option<(Generation, bool)>,
 }
 
-/// The decision about a `bind` of a held address.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum BindVerdict {
-    /// Install the held socket at the child's descriptor and answer 0.
-    Install,
-    /// Let the bind run as usual (it will most likely fail with EADDRINUSE), and say why
-    /// the socket was not handed over.
-    Decline(String),
-}
-
-/// Whether a generation that binds a held address gets the held socket. The socket's
-/// O_NONBLOCK flag is shared by every holder: a blocking generation next to a
-/// non-blocking one would hang or spin, so modes must agree while another generation
-/// still uses it; when nobody else does, the held socket takes the new one's mode.
-pub(crate) fn bind_verdict(
-    held_nonblocking: bool,
-    child_nonblocking: bool,
-    others_alive: bool,
-) -> (BindVerdict, Option<bool>) {
-    if held_nonblocking == child_nonblocking {
-        (BindVerdict::Install, None)
-    } else if others_alive {
-        let mode = |nb| if nb { "non-blocking" } else { "blocking" };
-        (
-            BindVerdict::Decline(format!(
-                "the new generation uses a {} socket and the running one a {} socket; they \
-                 cannot share one",
-                mode(child_nonblocking),
-                mode(held_nonblocking)
-            )),
-            None,
-        )
-    } else {
-        (BindVerdict::Install, Some(child_nonblocking))
-    }
+/// The blocking mode is a property of the socket all its holders share (O_NONBLOCK lives
+/// on the open file description), so it is not hotrun's to decide at `bind`: a server sets
+/// it after `bind` or `listen` as often as before (Rust's `set_nonblocking`, asyncio), and
+/// copying the new generation's mode at `bind` would flip the running one's socket under
+/// it. Generations of one program agree; when a generation that took the socket over
+/// first accepts with another mode than the socket had when it was handed over (`before`:
+/// the generation that had it, and its mode), this says so: returns that generation and
+/// its mode.
+pub(crate) fn mode_change(
+    before: Option<(Generation, bool)>,
+    generation: Generation,
+    nonblocking: bool,
+) -> Option<(Generation, bool)> {
+    before.filter(|(g, mode)| *g != generation && *mode != nonblocking)
 }
 
 /// What an `accept` on a held socket gets.
@@ -121,9 +109,10 @@ pub(crate) fn bind_verdict(
 pub(crate) enum AcceptVerdict {
     /// Run it as usual.
     Continue,
-    /// Leave it unanswered: the caller waits (it would block anyway) while its
-    /// connections go to the new generation.
-    Park,
+    /// Leave it unanswered for now: hotrun answers it when a connection waits in the
+    /// queue and the generation still takes connections (a blocking `accept` waits in
+    /// hotrun, not in the kernel, so a replaced generation never grabs a connection).
+    Wait,
     /// Answer at once with this errno.
     Refuse(i32),
 }
@@ -136,25 +125,33 @@ pub(crate) struct AcceptFacts {
     /// It was sent its stop signal.
     pub(crate) stopping: bool,
     pub(crate) nonblocking: bool,
-    /// The calling thread blocks the stop signal: a parked call would never be
+    /// A connection waits in the queue and no other blocking `accept` was just let run
+    /// for it.
+    pub(crate) connection_waiting: bool,
+    /// The calling thread blocks the stop signal: a waiting call would never be
     /// interrupted by it.
     pub(crate) signal_blocked: bool,
 }
 
-/// A draining generation takes no new connection: a non-blocking caller (an event loop)
-/// is told "nothing to accept" so it goes on with its other work; a blocking caller is
-/// parked, as if the queue were empty — except a thread that blocks its stop signal once
-/// that signal was sent (it waits in `accept` and can only see the signal back in its
-/// poll loop), which is told EINTR.
+/// A non-blocking `accept` (an event loop's) runs as usual — unless the generation
+/// drains: then it is told "nothing to accept" so the loop goes on with its other work. A
+/// blocking `accept` runs at once only when a connection waits; otherwise it waits in
+/// hotrun, which lets it run when one comes — never while the generation drains. A
+/// waiting thread that blocks its stop signal once that signal was sent (it can see the
+/// signal only back in its poll loop) is told EINTR.
 pub(crate) fn accept_verdict(facts: AcceptFacts) -> AcceptVerdict {
-    if !facts.draining {
-        AcceptVerdict::Continue
-    } else if facts.nonblocking {
-        AcceptVerdict::Refuse(libc::EAGAIN)
+    if facts.nonblocking {
+        if facts.draining {
+            AcceptVerdict::Refuse(libc::EAGAIN)
+        } else {
+            AcceptVerdict::Continue
+        }
     } else if facts.stopping && facts.signal_blocked {
         AcceptVerdict::Refuse(libc::EINTR)
+    } else if facts.connection_waiting && !facts.draining {
+        AcceptVerdict::Continue
     } else {
-        AcceptVerdict::Park
+        AcceptVerdict::Wait
     }
 }
 
@@ -213,47 +210,60 @@ mod tests {
     }
 
     #[test]
-    fn generations_must_agree_on_blocking_mode_while_both_run() {
-        assert_eq!(bind_verdict(true, true, true), (BindVerdict::Install, None));
-        assert!(matches!(
-            bind_verdict(false, true, true),
-            (BindVerdict::Decline(_), None)
-        ));
-        // Nobody else uses it: the socket takes the new generation's mode.
+    fn a_change_of_blocking_mode_between_generations_is_noticed() {
+        let (g1, g2) = (Generation(1), Generation(2));
+        assert_eq!(mode_change(None, g2, true), None);
+        assert_eq!(mode_change(Some((g1, true)), g2, true), None);
         assert_eq!(
-            bind_verdict(false, true, false),
-            (BindVerdict::Install, Some(true))
+            mode_change(Some((g2, false)), g2, true),
+            None,
+            "its own change"
         );
+        assert_eq!(mode_change(Some((g1, false)), g2, true), Some((g1, false)));
     }
 
     #[test]
     fn a_draining_generation_takes_no_new_connection_and_can_still_stop() {
-        let facts = AcceptFacts {
+        let blocking = AcceptFacts {
             draining: false,
             stopping: false,
             nonblocking: false,
+            connection_waiting: false,
             signal_blocked: false,
         };
-        assert_eq!(accept_verdict(facts), AcceptVerdict::Continue);
+        // A blocking accept runs when a connection waits, else it waits in hotrun.
+        assert_eq!(accept_verdict(blocking), AcceptVerdict::Wait);
+        let waiting = AcceptFacts {
+            connection_waiting: true,
+            ..blocking
+        };
+        assert_eq!(accept_verdict(waiting), AcceptVerdict::Continue);
+        // Draining: never, connection or not.
         let draining = AcceptFacts {
             draining: true,
-            ..facts
+            ..waiting
         };
-        assert_eq!(accept_verdict(draining), AcceptVerdict::Park);
+        assert_eq!(accept_verdict(draining), AcceptVerdict::Wait);
+        // An event loop's accept runs, or is told EAGAIN while draining.
+        let nonblocking = AcceptFacts {
+            nonblocking: true,
+            ..blocking
+        };
+        assert_eq!(accept_verdict(nonblocking), AcceptVerdict::Continue);
         assert_eq!(
             accept_verdict(AcceptFacts {
-                nonblocking: true,
-                ..draining
+                draining: true,
+                ..nonblocking
             }),
             AcceptVerdict::Refuse(libc::EAGAIN)
         );
-        // Parked calls are interrupted by the stop signal, unless the thread blocks it.
+        // Waiting calls are interrupted by the stop signal, unless the thread blocks it.
         assert_eq!(
             accept_verdict(AcceptFacts {
                 stopping: true,
                 ..draining
             }),
-            AcceptVerdict::Park
+            AcceptVerdict::Wait
         );
         assert_eq!(
             accept_verdict(AcceptFacts {

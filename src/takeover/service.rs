@@ -22,7 +22,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, unbounded};
 use nix::errno::Errno;
@@ -33,7 +35,7 @@ use nix::sys::uio::{RemoteIoVec, process_vm_readv};
 use nix::unistd::Pid;
 
 use super::filter::{ChildHook, Prepared, Program};
-use super::held::{AcceptFacts, AcceptVerdict, BindVerdict, Held, SockKey};
+use super::held::{AcceptFacts, AcceptVerdict, Held, SockKey};
 use crate::app::Input;
 use crate::event::{Generation, SocketNews};
 
@@ -43,6 +45,16 @@ pub(crate) struct Takeover {
     commands: Sender<Command>,
     wake: OwnedFd,
     program: Program,
+    published: Arc<Mutex<Published>>,
+}
+
+/// What the thread publishes for `Takeover::open_connections`.
+#[derive(Debug, Default)]
+struct Published {
+    /// The processes that accepted on a held socket, per generation.
+    acceptors: BTreeMap<Generation, BTreeSet<i32>>,
+    /// The ports of the TCP sockets hotrun holds.
+    ports: BTreeSet<u16>,
 }
 
 /// A socket hotrun holds from the start (a `--listen` socket), with its name.
@@ -79,15 +91,25 @@ impl Takeover {
             .map(|seed| {
                 let key = tcp_key(seed.fd.as_fd());
                 Held {
+                    id: 0,
                     name: key.map_or_else(|| seed.name.clone(), |k| k.to_string()),
                     key,
                     fd: seed.fd,
                     users: BTreeSet::new(),
                     permanent: true,
+                    handed_over: None,
                 }
             })
             .collect();
+        let published = Arc::new(Mutex::new(Published::default()));
+        let mut held: Vec<Held> = held;
+        for (i, h) in held.iter_mut().enumerate() {
+            h.id = i as u64 + 1;
+        }
         let service = Service {
+            in_flight: BTreeMap::new(),
+            next_held: held.len() as u64,
+            published: Arc::clone(&published),
             rx,
             wake: wake_read,
             tx,
@@ -97,6 +119,7 @@ impl Takeover {
             sizes,
             me: nix::unistd::getpid(),
         };
+        service.publish_ports();
         thread::Builder::new()
             .name("takeover".into())
             .spawn(move || service.run())?;
@@ -104,7 +127,25 @@ impl Takeover {
             commands,
             wake: wake_write,
             program: Program::new(),
+            published,
         })
+    }
+
+    /// How many connections that `generation` accepted on a socket hotrun holds are still
+    /// open (TCP; a draining generation is stopped once this is 0). Reads the descriptors
+    /// of the generation's processes that accepted.
+    pub(crate) fn open_connections(&self, generation: Generation) -> usize {
+        let (tgids, ports) = match self.published.lock() {
+            Ok(p) => (
+                p.acceptors.get(&generation).cloned().unwrap_or_default(),
+                p.ports.clone(),
+            ),
+            Err(_) => return 0,
+        };
+        tgids
+            .into_iter()
+            .map(|tgid| accepted_connections(tgid, &ports))
+            .sum()
     }
 
     /// Before a spawn: the socket pair the child sends its filter's listener over, and
@@ -175,14 +216,36 @@ struct Gen {
     listener: Option<OwnedFd>,
     draining: bool,
     stop_signal: Option<i32>,
-    /// Accepts left unanswered while draining: (notification id, thread id).
-    parked: Vec<(u64, i32)>,
+    /// Blocking accepts waiting in hotrun for a connection (or for the end, while it
+    /// drains), oldest first.
+    waiting: Vec<Waiter>,
     /// Sockets (by inode) it bound to a TCP port, not listening yet.
     bound: BTreeSet<u64>,
     told_accepting: bool,
+    /// The threads that accepted on a held socket, and their processes.
+    acceptors: BTreeMap<i32, i32>,
 }
 
+/// A blocking `accept` left unanswered for now.
+#[derive(Clone, Copy, Debug)]
+struct Waiter {
+    /// The notification.
+    id: u64,
+    tid: i32,
+    /// `Held::id` of the socket it accepts on.
+    held: u64,
+}
+
+/// How long a blocking `accept` that was let run for a waiting connection keeps other
+/// waiting accepts of that socket from running too (the connection is its, unless the
+/// thread comes back sooner): so that no accept is let into the kernel's own wait.
+const IN_FLIGHT: Duration = Duration::from_millis(5);
+
 struct Service {
+    published: Arc<Mutex<Published>>,
+    /// Held sockets whose waiting accept was just let run: (thread, until when).
+    in_flight: BTreeMap<u64, (i32, Instant)>,
+    next_held: u64,
     rx: Receiver<Command>,
     wake: OwnedFd,
     tx: Sender<Input>,
@@ -201,30 +264,58 @@ enum Reply {
     Value(i64),
     /// It fails with this errno.
     Error(i32),
-    /// No answer now (a parked accept).
+    /// No answer now (a waiting accept, or a call that was interrupted).
     Later,
+}
+
+/// What the takeover thread polls, in order after the wake pipe.
+#[derive(Clone, Copy)]
+enum Source {
+    Listener(Generation),
+    Held(u64),
 }
 
 impl Service {
     fn run(mut self) {
         loop {
-            let order: Vec<Generation> = self
+            let now = Instant::now();
+            self.in_flight.retain(|_, (_, until)| *until > now);
+            let mut order: Vec<Source> = self
                 .generations
                 .iter()
                 .filter(|(_, g)| g.listener.is_some())
-                .map(|(generation, _)| *generation)
+                .map(|(generation, _)| Source::Listener(*generation))
                 .collect();
+            // Held sockets with an accept that may run once a connection comes.
+            order.extend(
+                self.held
+                    .iter()
+                    .filter(|h| !self.in_flight.contains_key(&h.id) && self.has_taker(h.id))
+                    .map(|h| Source::Held(h.id)),
+            );
             let mut fds = vec![PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
-            for generation in &order {
-                if let Some(listener) = self
-                    .generations
-                    .get(generation)
-                    .and_then(|g| g.listener.as_ref())
-                {
-                    fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+            for source in &order {
+                let fd = match *source {
+                    Source::Listener(generation) => self
+                        .generations
+                        .get(&generation)
+                        .and_then(|g| g.listener.as_ref())
+                        .map(|l| l.as_fd()),
+                    Source::Held(id) => self.held.iter().find(|h| h.id == id).map(|h| h.fd.as_fd()),
+                };
+                if let Some(fd) = fd {
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
                 }
             }
-            match poll(&mut fds, PollTimeout::NONE) {
+            let timeout = self
+                .in_flight
+                .values()
+                .map(|(_, until)| until.saturating_duration_since(now))
+                .min()
+                .map_or(PollTimeout::NONE, |d| {
+                    PollTimeout::try_from(d.as_millis() + 1).unwrap_or(PollTimeout::MAX)
+                });
+            match poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(_) => return,
             }
@@ -242,18 +333,62 @@ impl Service {
                     }
                     continue;
                 }
-                let Some(&generation) = order.get(i - 1) else {
-                    continue;
-                };
-                if revents.contains(PollFlags::POLLIN) {
-                    self.notification(generation);
-                } else if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
-                    // No process uses the filter any more.
-                    if let Some(g) = self.generations.get_mut(&generation) {
-                        g.listener = None;
-                        g.parked.clear();
+                match order.get(i - 1) {
+                    Some(Source::Listener(generation)) => {
+                        if revents.contains(PollFlags::POLLIN) {
+                            self.notification(*generation);
+                        } else if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                            // No process uses the filter any more.
+                            if let Some(g) = self.generations.get_mut(generation) {
+                                g.listener = None;
+                                g.waiting.clear();
+                            }
+                        }
                     }
+                    Some(Source::Held(id)) => self.let_one_accept_run(*id),
+                    None => {}
                 }
+            }
+        }
+    }
+
+    /// Whether a generation that takes connections waits in `accept` on held socket `id`.
+    fn has_taker(&self, id: u64) -> bool {
+        self.generations
+            .values()
+            .any(|g| !g.draining && g.waiting.iter().any(|w| w.held == id))
+    }
+
+    /// A connection waits on held socket `id`: the oldest waiting `accept` of a generation
+    /// that takes connections runs now.
+    fn let_one_accept_run(&mut self, id: u64) {
+        loop {
+            let oldest = self
+                .generations
+                .iter()
+                .filter(|(_, g)| !g.draining)
+                .flat_map(|(generation, g)| {
+                    g.waiting
+                        .iter()
+                        .filter(|w| w.held == id)
+                        .map(move |w| (*generation, *w))
+                })
+                .min_by_key(|(_, w)| w.id);
+            let Some((generation, waiter)) = oldest else {
+                return;
+            };
+            let Some(g) = self.generations.get_mut(&generation) else {
+                return;
+            };
+            g.waiting.retain(|w| w.id != waiter.id);
+            let Some(listener) = g.listener.as_ref() else {
+                continue;
+            };
+            // A call that was interrupted meanwhile is gone (it comes again): try the next.
+            if respond(listener.as_fd(), waiter.id, &Reply::Continue) {
+                self.in_flight
+                    .insert(id, (waiter.tid, Instant::now() + IN_FLIGHT));
+                return;
             }
         }
     }
@@ -295,20 +430,20 @@ impl Service {
                     return;
                 };
                 g.stop_signal = Some(signal);
-                // A parked thread that blocks the stop signal would never see it: send it
-                // back to its poll loop.
-                let parked = std::mem::take(&mut g.parked);
+                // A waiting thread that blocks the stop signal would never see it: send
+                // it back to its poll loop.
+                let waiting = std::mem::take(&mut g.waiting);
                 let mut keep = Vec::new();
-                for (id, tid) in parked {
-                    if blocks_signal(tid, signal) {
+                for waiter in waiting {
+                    if blocks_signal(waiter.tid, signal) {
                         if let Some(listener) = g.listener.as_ref() {
-                            respond(listener.as_fd(), id, &Reply::Error(libc::EINTR));
+                            respond(listener.as_fd(), waiter.id, &Reply::Error(libc::EINTR));
                         }
                     } else {
-                        keep.push((id, tid));
+                        keep.push(waiter);
                     }
                 }
-                g.parked = keep;
+                g.waiting = keep;
             }
             Command::Gone(generation) => {
                 self.generations.remove(&generation);
@@ -316,6 +451,10 @@ impl Service {
                     held.users.remove(&generation);
                     held.permanent || !held.users.is_empty()
                 });
+                if let Ok(mut p) = self.published.lock() {
+                    p.acceptors.remove(&generation);
+                }
+                self.publish_ports();
             }
         }
     }
@@ -331,6 +470,9 @@ impl Service {
             return;
         };
         if let Some(notif) = receive(listener.as_fd(), &self.sizes) {
+            // A thread that makes another call is done with the accept let run for it.
+            let tid = i32::try_from(notif.pid).unwrap_or(0);
+            self.in_flight.retain(|_, (t, _)| *t != tid);
             self.answer(generation, listener.as_fd(), &notif);
         }
         if let Some(g) = self.generations.get_mut(&generation) {
@@ -410,36 +552,14 @@ impl Service {
             }
             return Reply::Continue;
         };
-        self.take_over(generation, call, &socket, index)
+        self.take_over(generation, call, index)
     }
 
     /// Installs held socket `index` at the caller's descriptor.
-    fn take_over(
-        &mut self,
-        generation: Generation,
-        call: &Call,
-        socket: &OwnedFd,
-        index: usize,
-    ) -> Reply {
+    fn take_over(&mut self, generation: Generation, call: &Call, index: usize) -> Reply {
         let held = &self.held[index];
         let name = held.name.clone();
-        let child_nonblocking = nonblocking(socket.as_fd());
-        let others_alive = held
-            .users
-            .iter()
-            .any(|g| *g != generation && self.generations.contains_key(g));
-        let (verdict, mode) = super::held::bind_verdict(
-            nonblocking(held.fd.as_fd()),
-            child_nonblocking,
-            others_alive,
-        );
-        if let BindVerdict::Decline(why) = verdict {
-            self.tell(generation, SocketNews::Declined { addr: name, why });
-            return Reply::Continue;
-        }
-        if let Some(nonblocking) = mode {
-            set_nonblocking(held.fd.as_fd(), nonblocking);
-        }
+        // The held socket keeps its blocking mode: see `held::mode_change`.
         let cloexec = cloexec_in(call.tid, call.fd);
         let addfd = libc::seccomp_notif_addfd {
             id: call.id,
@@ -471,7 +591,10 @@ impl Service {
             );
             return Reply::Continue;
         }
-        self.held[index].users.insert(generation);
+        let held = &mut self.held[index];
+        let previous = held.users.iter().rev().find(|g| **g != generation).copied();
+        held.handed_over = previous.map(|g| (g, nonblocking(held.fd.as_fd())));
+        held.users.insert(generation);
         self.tell(generation, SocketNews::TookOver { addr: name });
         Reply::Value(0)
     }
@@ -508,22 +631,80 @@ impl Service {
             return Reply::Value(0);
         };
         let addr = key.to_string();
+        self.next_held += 1;
         self.held.push(Held {
+            id: self.next_held,
             key: Some(key),
             name: addr.clone(),
             fd: socket,
             users: BTreeSet::from([generation]),
             permanent: false,
+            handed_over: None,
         });
+        self.publish_ports();
         self.tell(generation, SocketNews::Listening { addr, first: true });
         Reply::Value(0)
+    }
+
+    fn publish_ports(&self) {
+        let ports = self
+            .held
+            .iter()
+            .filter_map(|h| h.key.map(|k| k.port()))
+            .collect();
+        if let Ok(mut p) = self.published.lock() {
+            p.ports = ports;
+        }
+    }
+
+    /// Notes the process of thread `tid` as one that accepts for `generation`.
+    fn note_acceptor(&mut self, generation: Generation, tid: i32) {
+        let Some(g) = self.generations.get_mut(&generation) else {
+            return;
+        };
+        if g.acceptors.contains_key(&tid) {
+            return;
+        }
+        let Some(tgid) = tgid(tid) else {
+            return;
+        };
+        g.acceptors.insert(tid, tgid);
+        if let Ok(mut p) = self.published.lock() {
+            p.acceptors.entry(generation).or_default().insert(tgid);
+        }
     }
 
     fn accept(&mut self, generation: Generation, call: &Call) -> Reply {
         let Some(index) = self.held_at(call) else {
             return Reply::Continue;
         };
+        self.note_acceptor(generation, call.tid);
         let nonblocking = nonblocking(self.held[index].fd.as_fd());
+        let first = self
+            .generations
+            .get(&generation)
+            .is_some_and(|g| !g.told_accepting);
+        let held = &mut self.held[index];
+        let changed = if first {
+            super::held::mode_change(held.handed_over.take(), generation, nonblocking)
+        } else {
+            None
+        };
+        if let Some((other, other_nonblocking)) = changed {
+            let addr = held.name.clone();
+            self.tell(
+                generation,
+                SocketNews::ModeDiffers {
+                    addr,
+                    other,
+                    other_nonblocking,
+                    nonblocking,
+                },
+            );
+        }
+        let held_id = self.held[index].id;
+        let connection_waiting =
+            !self.in_flight.contains_key(&held_id) && readable(self.held[index].fd.as_fd());
         let Some(g) = self.generations.get_mut(&generation) else {
             return Reply::Continue;
         };
@@ -531,6 +712,7 @@ impl Service {
             draining: g.draining,
             stopping: g.stop_signal.is_some(),
             nonblocking,
+            connection_waiting,
             signal_blocked: g
                 .stop_signal
                 .is_some_and(|signal| blocks_signal(call.tid, signal)),
@@ -538,10 +720,20 @@ impl Service {
         let first = !g.told_accepting;
         g.told_accepting = true;
         let reply = match super::held::accept_verdict(facts) {
-            AcceptVerdict::Continue => Reply::Continue,
+            AcceptVerdict::Continue => {
+                if !nonblocking {
+                    self.in_flight
+                        .insert(held_id, (call.tid, Instant::now() + IN_FLIGHT));
+                }
+                Reply::Continue
+            }
             AcceptVerdict::Refuse(errno) => Reply::Error(errno),
-            AcceptVerdict::Park => {
-                g.parked.push((call.id, call.tid));
+            AcceptVerdict::Wait => {
+                g.waiting.push(Waiter {
+                    id: call.id,
+                    tid: call.tid,
+                    held: held_id,
+                });
                 Reply::Later
             }
         };
@@ -608,6 +800,57 @@ impl Call<'_> {
     }
 }
 
+/// How many TCP connections process `tgid` has open whose local port is one of `ports`
+/// (connections it accepted on a held socket), not counting listening sockets.
+fn accepted_connections(tgid: i32, ports: &BTreeSet<u16>) -> usize {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{tgid}/fd")) else {
+        return 0;
+    };
+    // SAFETY: pidfd_open returns a new descriptor or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, tgid, 0) };
+    let Some(pidfd) = RawFd::try_from(pidfd).ok().filter(|fd| *fd >= 0) else {
+        return 0;
+    };
+    // SAFETY: pidfd_open just returned this descriptor to hotrun.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let mut open = 0;
+    for entry in dir.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
+        if !is_socket {
+            continue;
+        }
+        // SAFETY: pidfd_getfd returns a new close-on-exec descriptor or -1.
+        let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+        let Some(copy) = RawFd::try_from(copy).ok().filter(|fd| *fd >= 0) else {
+            continue;
+        };
+        // SAFETY: pidfd_getfd just returned this descriptor to hotrun.
+        let copy = unsafe { OwnedFd::from_raw_fd(copy) };
+        if getsockopt(&copy, sockopt::AcceptConn).unwrap_or(true) {
+            continue;
+        }
+        let port = getsockname::<SockaddrStorage>(copy.as_raw_fd())
+            .ok()
+            .and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| v4.port())
+                    .or_else(|| a.as_sockaddr_in6().map(|v6| v6.port()))
+            });
+        if port.is_some_and(|p| ports.contains(&p)) {
+            open += 1;
+        }
+    }
+    open
+}
+
 /// `SECCOMP_IOCTL_NOTIF_RECV` into a buffer as large as the kernel's structure.
 fn receive(
     listener: BorrowedFd<'_>,
@@ -633,9 +876,10 @@ fn receive(
     Some(unsafe { std::ptr::read(buf.as_ptr().cast::<libc::seccomp_notif>()) })
 }
 
-fn respond(listener: BorrowedFd<'_>, id: u64, reply: &Reply) {
+/// Answers a notification; false if the call is gone (interrupted, or the thread died).
+fn respond(listener: BorrowedFd<'_>, id: u64, reply: &Reply) -> bool {
     let (val, error, flags) = match reply {
-        Reply::Later => return,
+        Reply::Later => return true,
         Reply::Continue => (0, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
         Reply::Value(v) => (*v, 0, 0),
         Reply::Error(errno) => (0, -errno, 0),
@@ -648,13 +892,20 @@ fn respond(listener: BorrowedFd<'_>, id: u64, reply: &Reply) {
     };
     // SAFETY: SEND reads one seccomp_notif_resp from the pointer. ENOENT (the caller was
     // interrupted or died) needs nothing done.
-    unsafe {
+    let rc = unsafe {
         libc::ioctl(
             listener.as_raw_fd(),
             libc::SECCOMP_IOCTL_NOTIF_SEND,
             &resp as *const libc::seccomp_notif_resp,
-        );
-    }
+        )
+    };
+    rc == 0
+}
+
+/// Whether a connection waits in the queue of listening socket `fd`.
+fn readable(fd: BorrowedFd<'_>) -> bool {
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
 /// The thread group of thread `tid` (`Tgid:` in /proc/TID/status).
@@ -737,14 +988,6 @@ fn int_option(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> Opti
 fn nonblocking(fd: BorrowedFd<'_>) -> bool {
     fcntl(fd, FcntlArg::F_GETFL)
         .is_ok_and(|flags| OFlag::from_bits_truncate(flags).contains(OFlag::O_NONBLOCK))
-}
-
-fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) {
-    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
-        let mut flags = OFlag::from_bits_truncate(flags);
-        flags.set(OFlag::O_NONBLOCK, on);
-        let _ = fcntl(fd, FcntlArg::F_SETFL(flags));
-    }
 }
 
 fn inode(fd: &OwnedFd) -> Option<u64> {

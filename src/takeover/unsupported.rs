@@ -38,6 +38,9 @@ impl Takeover {
     pub(crate) fn drain(&self, _: Generation) {}
     pub(crate) fn stopping(&self, _: Generation, _: i32) {}
     pub(crate) fn gone(&self, _: Generation) {}
+    pub(crate) fn open_connections(&self, _: Generation) -> usize {
+        0
+    }
 }
 
 impl Prepared {

@@ -385,7 +385,7 @@ fn sockets_hotrun_was_started_with_are_adopted() {
 }
 
 #[test]
-fn bad_listen_and_ready_values_get_one_line_and_exit_2() {
+fn bad_listen_and_ready_values_exit_2_with_a_clear_message() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port().to_string();
     let sb = Sandbox::new();
@@ -394,9 +394,27 @@ fn bad_listen_and_ready_values_get_one_line_and_exit_2() {
     let existing = existing.to_str().unwrap().to_string();
     let app = sb.install_fixture("app");
     let app = app.to_str().unwrap();
+    // hotrun's own checks: one line.
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--listen", &taken_port], "address already in use"),
         (vec!["--listen", &existing], "the path exists"),
+    ];
+    for (args, message) in cases {
+        let mut full = args.clone();
+        full.extend(["--", app]);
+        let out = Command::new(hotrun_exe()).args(&full).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(
+            lines[0].starts_with("hotrun: error: "),
+            "{args:?}: {stderr}"
+        );
+        assert!(lines[0].contains(message), "{args:?}: {stderr}");
+    }
+    // Values clap rejects: clap's message, whole.
+    let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--listen", "nonsense"], "expected PORT"),
         (vec!["--listen", "70000"], "expected PORT"),
         (vec!["--listen", "a:b=8080"], "without ':'"),
@@ -419,8 +437,14 @@ fn bad_listen_and_ready_values_get_one_line_and_exit_2() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        let head = format!("error: invalid value '{}' for '{}", args[1], args[0]);
+        assert!(lines[0].starts_with(&head), "{args:?}: {stderr}");
         assert!(lines[0].contains(message), "{args:?}: {stderr}");
+        assert_eq!(
+            lines[1..],
+            ["", "For more information, try '--help'."],
+            "{args:?}"
+        );
     }
     // The port was not taken over, nor the path removed.
     assert!(Path::new(&existing).exists());

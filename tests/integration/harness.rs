@@ -187,6 +187,59 @@ pub fn is_gone(pid: i32) -> bool {
     }
 }
 
+/// A process as `/proc/PID/stat` shows it (Linux).
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone)]
+pub struct ProcStat {
+    pub pid: i32,
+    pub comm: String,
+    /// R, S, D, Z, T, …
+    pub state: char,
+    pub ppid: i32,
+    pub pgrp: i32,
+}
+
+#[cfg(target_os = "linux")]
+pub fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let mut rest = stat[close + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    let pgrp = rest.next()?.parse().ok()?;
+    Some(ProcStat {
+        pid,
+        comm: stat[open + 1..close].to_string(),
+        state,
+        ppid,
+        pgrp,
+    })
+}
+
+/// Every process whose parent is `parent`, zombies included (Linux).
+#[cfg(target_os = "linux")]
+pub fn children_of(parent: i32) -> Vec<ProcStat> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(proc_stat)
+        .filter(|p| p.ppid == parent)
+        .collect()
+}
+
+/// A test that cannot run on this machine: skipped with the reason, but a failure where
+/// `CI=true` (CI installs what every test needs).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub fn skip(reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and this test cannot run: {reason}");
+    }
+    eprintln!("skipped: {reason}");
+}
+
 pub fn wait_gone(pid: i32) {
     wait_until(
         &format!("pid {pid} to be gone"),
@@ -238,25 +291,20 @@ impl Hotrun {
         own_group: bool,
         setup: impl FnOnce(&mut Command),
     ) -> Hotrun {
-        let mut cmd = Command::new(hotrun_exe());
-        cmd.args(args);
-        Hotrun::start_command(cmd, own_group, setup)
+        Hotrun::start_program(hotrun_exe(), args, own_group, setup)
     }
 
-    /// hotrun started by `wrapper` (a program that sets something up and execs the rest
-    /// of its command line).
-    pub fn start_wrapped<S: AsRef<OsStr>>(wrapper: &[&OsStr], args: &[S]) -> Hotrun {
-        let mut cmd = Command::new(wrapper[0]);
-        cmd.args(&wrapper[1..]).arg(hotrun_exe()).args(args);
-        Hotrun::start_command(cmd, true, |_| {})
-    }
-
-    fn start_command(
-        mut cmd: Command,
+    /// Starts `program` (hotrun, or a tool that runs hotrun: `unshare … hotrun …`) the same
+    /// way; `pid()` is then that program's.
+    pub fn start_program<P: AsRef<OsStr>, S: AsRef<OsStr>>(
+        program: P,
+        args: &[S],
         own_group: bool,
         setup: impl FnOnce(&mut Command),
     ) -> Hotrun {
-        cmd.stdin(Stdio::null())
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env_remove("NO_COLOR")

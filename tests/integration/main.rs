@@ -5,16 +5,27 @@
 
 /// --events JSON lines and `hotrun drill`.
 mod ci_mode;
+/// hotrun as PID 1 of a PID namespace and as a subreaper: orphans reaped, leaders not.
+#[cfg(target_os = "linux")]
+mod containers;
+/// `.ci/demo` end to end, with its binaries in `$CARGO_TARGET_DIR`.
+mod demo;
 /// Servers that bind their own fixed port: every restart ends with a server.
 mod fixed_port;
+/// The guardian: clean-up after a SIGKILL of hotrun, and what it holds.
+#[cfg(target_os = "linux")]
+mod guardian;
 /// Socket handoff, readiness and rollback (zero-downtime restarts).
 mod handoff;
 /// Sandboxes, the hotrun driver, log reading and binary replacement styles.
 mod harness;
-/// Bad command lines: one line, the documented exit code, nothing started.
+/// Bad command lines: clap's whole message or hotrun's one line, the documented exit code,
+/// nothing started.
 mod input;
 /// Child exits, exit policies, status lines, stdin and output.
 mod lifecycle;
+/// Scripts, junk files, wrappers, servers that bind the port hotrun holds.
+mod programs;
 /// Restarts: each replacement style, ordering, grandchildren, grace, fixed ports.
 mod restart;
 /// SIGINT/SIGTERM/SIGQUIT forwarding, second Ctrl-C, SIGKILL of hotrun, terminal hangup.
