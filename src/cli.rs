@@ -98,8 +98,9 @@ struct Args {
     #[arg(long)]
     no_takeover: bool,
 
-    /// How long a replaced generation gets no new connections before its stop signal, so
-    /// that requests it already accepted can finish (socket takeover, --listen).
+    /// How long, at least, a replaced generation gets no new connections before its stop
+    /// signal (socket takeover, --listen); it waits longer, up to 2 s, while connections it
+    /// accepted are still open, so that their requests finish.
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration, allow_hyphen_values = true)]
     drain: Duration,
 

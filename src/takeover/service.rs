@@ -9,8 +9,15 @@
 //!   reference to the socket (`pidfd_getfd`), with at least hotrun's backlog, and holds the
 //!   socket from then on. `listen` on a held socket returns 0 without running: the accept
 //!   queue is shared, and each `listen(n)` would set its length anew.
-//! * `accept`/`accept4` on a held socket runs as usual — unless the generation is being
-//!   replaced ("draining"): see `held::accept_verdict`.
+//! * `accept`/`accept4` on a held socket: a non-blocking one runs as usual; a blocking
+//!   one runs when a connection waits, otherwise it waits in hotrun, which polls the held
+//!   socket and lets the oldest waiting `accept` run when a connection comes. So no
+//!   generation ever waits in the kernel's own `accept`, where it could take a connection
+//!   after it was replaced. A generation being replaced ("draining") gets no connection
+//!   at all: see `held::accept_verdict`.
+//! * While a generation drains, `Takeover::open_connections` counts the connections it
+//!   accepted that are still open (its processes' descriptors, through `pidfd_getfd`):
+//!   the supervisor stops it once they are closed.
 //!
 //! Notifications arrive from any thread of any process under the filter (a grandchild
 //! behind `sh -c`): the notification's pid is a thread id. `process_vm_readv` and `kcmp`
@@ -86,12 +93,13 @@ impl Takeover {
         let (wake_read, wake_write) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(io::Error::from)?;
         let (commands, rx) = unbounded();
-        let held = seeds
+        let held: Vec<Held> = seeds
             .into_iter()
-            .map(|seed| {
+            .zip(1..)
+            .map(|(seed, id)| {
                 let key = tcp_key(seed.fd.as_fd());
                 Held {
-                    id: 0,
+                    id,
                     name: key.map_or_else(|| seed.name.clone(), |k| k.to_string()),
                     key,
                     fd: seed.fd,
@@ -102,10 +110,6 @@ impl Takeover {
             })
             .collect();
         let published = Arc::new(Mutex::new(Published::default()));
-        let mut held: Vec<Held> = held;
-        for (i, h) in held.iter_mut().enumerate() {
-            h.id = i as u64 + 1;
-        }
         let service = Service {
             in_flight: BTreeMap::new(),
             next_held: held.len() as u64,
