@@ -32,6 +32,10 @@
 //! * **Fixed ports.** A new generation that exits while an older one still runs most
 //!   likely lost a race for a port the older one holds; it is started once more as soon
 //!   as the older generation is gone.
+//! * **Self-inflicted restarts.** When [`SELF_WRITE_STREAK`] restarts in a row come from
+//!   the same `--watch` path, each time changed within [`SELF_WRITE_WINDOW`] of the newest
+//!   generation's start, the server is most likely writing that file itself: the user is
+//!   told once, with the fix.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -93,6 +97,23 @@ const GROUP_POLL_MAX: Duration = Duration::from_millis(100);
 
 /// How long the binary must stay missing before the user is told.
 pub(crate) const MISSING_REPORT_AFTER: Duration = Duration::from_secs(1);
+
+/// A `--watch` change this soon after the newest generation started may be its own doing.
+pub(crate) const SELF_WRITE_WINDOW: Duration = Duration::from_secs(1);
+/// How many restarts in a row from such changes of one path make the user be told.
+pub(crate) const SELF_WRITE_STREAK: u32 = 3;
+
+/// Restarts in a row that a `--watch` path changing right after a start set off.
+#[derive(Debug, Default)]
+struct SelfWrites {
+    /// The latest `--watch` change seen, and whether it came within `SELF_WRITE_WINDOW`
+    /// of the newest generation's start.
+    last_change: Option<(PathBuf, bool)>,
+    /// The path of the current streak and its length.
+    streak: Option<(PathBuf, u32)>,
+    /// The user was told (once is enough).
+    told: bool,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Missing {
@@ -209,6 +230,7 @@ pub(crate) struct Supervisor {
     restart_at: Option<Instant>,
     /// How many generations in a row exited soon after starting.
     quick_exits: u32,
+    self_writes: SelfWrites,
 }
 
 impl Supervisor {
@@ -225,6 +247,7 @@ impl Supervisor {
             debounce: None,
             restart_at: None,
             quick_exits: 0,
+            self_writes: SelfWrites::default(),
         }
     }
 
@@ -334,6 +357,13 @@ impl Supervisor {
     }
 
     fn on_path(&mut self, path: PathBuf, now: Instant, out: &mut Vec<Action>) {
+        let soon = self
+            .children
+            .iter()
+            .map(|c| c.started)
+            .max()
+            .is_some_and(|started| now.saturating_duration_since(started) <= SELF_WRITE_WINDOW);
+        self.self_writes.last_change = Some((path.clone(), soon));
         if self.settings.debounce.is_zero() {
             self.request_restart(Trigger::PathChanged(path), now, out);
         } else {
@@ -373,6 +403,7 @@ impl Supervisor {
 
     fn begin_spawn(&mut self, trigger: Trigger, now: Instant, out: &mut Vec<Action>) {
         self.restart_at = None;
+        self.count_self_writes(&trigger, out);
         let generation = Generation(self.next_generation);
         out.push(Action::Spawn {
             generation,
@@ -385,6 +416,30 @@ impl Supervisor {
             retry_delay: SPAWN_RETRY_FIRST,
             give_up_at: now + SPAWN_RETRY_BUDGET,
         });
+    }
+
+    /// Keeps the streak of restarts set off by a path that changed right after a start,
+    /// and tells the user once when it is long enough.
+    fn count_self_writes(&mut self, trigger: &Trigger, out: &mut Vec<Action>) {
+        let sw = &mut self.self_writes;
+        let suspect = match (trigger, &sw.last_change) {
+            (Trigger::PathChanged(path), Some((changed, true))) if path == changed => {
+                Some(path.clone())
+            }
+            _ => None,
+        };
+        sw.streak = match (suspect, sw.streak.take()) {
+            (Some(path), Some((same, n))) if same == path => Some((path, n.saturating_add(1))),
+            (Some(path), _) => Some((path, 1)),
+            (None, _) => None,
+        };
+        if let Some((path, n)) = &sw.streak
+            && *n >= SELF_WRITE_STREAK
+            && !sw.told
+        {
+            sw.told = true;
+            out.push(Action::Report(Status::SelfWrites { path: path.clone() }));
+        }
     }
 
     // ---- spawn results -----------------------------------------------------------
