@@ -25,7 +25,7 @@ use crate::readiness::{NotifyDir, NotifySocket};
 use crate::report::Reporter;
 use crate::sockets::{self, Listeners};
 use crate::supervisor::{Readiness, Supervisor};
-use crate::{signals, watcher};
+use crate::{ignores, signals, watcher};
 
 /// What the event sources send to the loop.
 #[derive(Debug)]
@@ -96,8 +96,30 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
             format!("cannot install signal handlers: {e}"),
         )
     })?;
-    let _watcher = watcher::start(config.watch_binary.as_deref(), &config.watch, tx.clone())
+    let cwd = std::env::current_dir()
+        .and_then(std::fs::canonicalize)
+        .unwrap_or_else(|_| PathBuf::from("/"));
+    let watch = watcher::Spec {
+        binary: config.watch_binary,
+        paths: config.watch,
+        extra: ignores::Extra {
+            globs: config.ignore,
+            cwd,
+            // hotrun writes it on every restart: it must never set one off.
+            paths: config
+                .events
+                .iter()
+                .filter(|p| p.as_os_str() != "-")
+                .filter_map(|p| std::fs::canonicalize(p).ok())
+                .collect(),
+        },
+        poll: config.poll,
+    };
+    let warnings = watcher::start(&watch, tx.clone())
         .map_err(|e| Failure::new(exit::FAILURE, format!("{e:#}")))?;
+    for warning in warnings {
+        reporter.warn(&format!("ignore rules: {warning}"));
+    }
     let guardian = Guardian::start().unwrap_or_else(|err| {
         reporter.warn(&format!(
             "cannot start the guardian process ({err}); if hotrun is killed, grandchildren may survive"

@@ -9,6 +9,8 @@ mod event;
 mod events;
 mod exit;
 mod guardian;
+mod ignores;
+mod poll;
 mod process;
 mod readiness;
 mod report;

@@ -9,6 +9,8 @@ mod ci_mode;
 mod handoff;
 /// Sandboxes, the hotrun driver, log reading and binary replacement styles.
 mod harness;
+/// An idle hotrun waits without timers; watches that survive without polling; --poll.
+mod idle;
 /// Bad command lines: one line, the documented exit code, nothing started.
 mod input;
 /// Child exits, exit policies, status lines, stdin and output.
@@ -19,3 +21,5 @@ mod restart;
 mod signals;
 /// Bursts, rapid rebuilds, awkward timing, broken binaries and outputs.
 mod storms;
+/// `--watch` of a real project: ignore files, --ignore, editors' saves, self-writes.
+mod watching;
