@@ -124,8 +124,27 @@ fn anchorable(glob: &str) -> (bool, String) {
 }
 
 impl Rules {
+    /// No rules: nothing under any directory is watched. (Compiling the built-in globs
+    /// costs memory that hotrun without `--watch` directories should not pay.)
+    pub(crate) fn none() -> Rules {
+        Rules {
+            built_in: Gitignore::empty(),
+            relative: Gitignore::empty(),
+            absolute: Gitignore::empty(),
+            cwd: PathBuf::from("/"),
+            exact: Vec::new(),
+            dirs: BTreeMap::new(),
+            repos: BTreeMap::new(),
+            roots: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
     /// Reads every ignore file that applies to `roots` (absolute, canonical directories).
     pub(crate) fn load(roots: &[PathBuf], extra: &Extra) -> Rules {
+        if roots.is_empty() {
+            return Rules::none();
+        }
         let mut warnings = Vec::new();
         let mut relative = GitignoreBuilder::new(&extra.cwd);
         let mut absolute = GitignoreBuilder::new("/");
