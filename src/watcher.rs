@@ -122,11 +122,21 @@ pub(crate) fn start(spec: &Spec, tx: Sender<Input>) -> Result<Vec<String>> {
     thread::Builder::new()
         .name("watch".into())
         .spawn(move || {
-            for raw in raw_rx {
-                for input in state.handle(raw) {
-                    if tx.send(input).is_err() {
+            let send = |inputs: Vec<Input>| inputs.into_iter().all(|i| tx.send(i).is_ok());
+            while let Ok(raw) = raw_rx.recv() {
+                if !send(state.handle(raw)) {
+                    return;
+                }
+                // Moving the binary's watches takes a round trip to notify's thread per
+                // directory: first take what is queued already (a rebuild's unlink is
+                // followed at once by the new file, which makes the move needless).
+                while let Ok(raw) = raw_rx.try_recv() {
+                    if !send(state.handle(raw)) {
                         return;
                     }
+                }
+                if state.settle() && !send(vec![Input::Binary]) {
+                    return;
                 }
             }
         })
@@ -148,6 +158,12 @@ struct State {
 }
 
 impl State {
+    /// Puts the binary's watches where they belong now; true if they moved (then the
+    /// binary must be looked at again: it may have appeared before the new watch).
+    fn settle(&mut self) -> bool {
+        self.binary.as_mut().is_some_and(BinaryWatch::settle)
+    }
+
     fn handle(&mut self, raw: Raw) -> Vec<Input> {
         match raw {
             Raw::Binary(res) => self
@@ -190,6 +206,8 @@ struct BinaryWatch {
     dir: PathBuf,
     /// The directories watched, with their identities when the watch was made.
     watched: BTreeMap<PathBuf, (u64, u64)>,
+    /// Something happened on the way to the binary: the watches may have to move.
+    unsettled: bool,
     watcher: RecommendedWatcher,
 }
 
@@ -200,8 +218,19 @@ impl BinaryWatch {
             binary,
             dir,
             watched: BTreeMap::new(),
+            unsettled: false,
             watcher,
         }
+    }
+
+    fn settle(&mut self) -> bool {
+        if !std::mem::take(&mut self.unsettled) {
+            return false;
+        }
+        let before = self.watched.clone();
+        // A failure leaves the watches as they were; the next event tries again.
+        let _ = self.arm();
+        self.watched != before
     }
 
     /// Puts the watches where they belong now. A directory can appear between the look
@@ -259,7 +288,7 @@ impl BinaryWatch {
             Ok(event) => event,
             Err(_) => {
                 // Lost events: the directories may have changed under us.
-                let _ = self.arm();
+                self.unsettled = true;
                 return vec![Input::Binary];
             }
         };
@@ -285,8 +314,7 @@ impl BinaryWatch {
         if !look {
             return Vec::new();
         }
-        // A failure leaves the watches as they were; the next event tries again.
-        let _ = self.arm();
+        self.unsettled = true;
         vec![Input::Binary]
     }
 }
