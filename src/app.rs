@@ -37,6 +37,8 @@ pub(crate) enum Input {
     Binary,
     /// A `--watch` path changed.
     Path(PathBuf),
+    /// The watcher could not do all it should (the user is told; watching goes on).
+    Warning(String),
     /// A generation's notify socket got a message.
     Notify {
         generation: Generation,
@@ -214,6 +216,7 @@ impl World {
         match input {
             Input::Binary => queue.push_back(Event::BinaryChanged(file_sig(&self.spawner.program))),
             Input::Path(path) => queue.push_back(Event::PathChanged(path)),
+            Input::Warning(text) => self.reporter.warn(&text),
             Input::Notify {
                 generation,
                 ready,

@@ -356,7 +356,8 @@ fn build(builder: &GitignoreBuilder, warnings: &mut Vec<String>) -> Gitignore {
 fn read_ignore_file(dir: &Path, file: &Path, warnings: &mut Vec<String>) -> Gitignore {
     let mut builder = GitignoreBuilder::new(dir);
     if let Some(err) = builder.add(file) {
-        warnings.push(format!("{}: {err}", file.display()));
+        // The error names the file and the line.
+        warnings.push(format!("{err} (that line does not count)"));
     }
     build(&builder, warnings)
 }

@@ -118,6 +118,7 @@ pub(crate) fn start(spec: &Spec, tx: Sender<Input>) -> Result<Vec<String>> {
         binary,
         tree,
         _tree_watcher: tree_watcher,
+        told: Vec::new(),
     };
     thread::Builder::new()
         .name("watch".into())
@@ -155,6 +156,8 @@ struct State {
     binary: Option<BinaryWatch>,
     tree: Tree,
     _tree_watcher: Option<RecommendedWatcher>,
+    /// Watcher errors already told (each is said once).
+    told: Vec<String>,
 }
 
 impl State {
@@ -165,16 +168,39 @@ impl State {
     }
 
     fn handle(&mut self, raw: Raw) -> Vec<Input> {
+        let mut out = Vec::new();
+        let error = match &raw {
+            Raw::Binary(Err(err)) | Raw::Tree(Err(err)) => Some(err.to_string()),
+            _ => None,
+        };
         match raw {
-            Raw::Binary(res) => self
-                .binary
-                .as_mut()
-                .map(|b| b.handle(res))
-                .unwrap_or_default(),
-            Raw::Tree(Ok(event)) => self.tree.handle(&event).into_iter().collect(),
-            // Lost events (a full queue): nothing to name; the next change will be seen.
-            Raw::Tree(Err(_)) => Vec::new(),
+            Raw::Binary(res) => {
+                if let Some(binary) = self.binary.as_mut() {
+                    out.extend(binary.handle(res));
+                }
+            }
+            Raw::Tree(Ok(event)) => out.extend(self.tree.handle(&event)),
+            // Lost events (a full queue), or a new directory that could not be watched:
+            // nothing to name; the user is told below.
+            Raw::Tree(Err(_)) => {}
         }
+        let mut problems: Vec<String> = std::mem::take(&mut self.tree.rules.warnings)
+            .into_iter()
+            .map(|w| format!("ignore rules: {w}"))
+            .collect();
+        if let Some(err) = error {
+            problems.push(format!(
+                "file watch: {err}; some changes may go unseen (inotify limits: \
+                 /proc/sys/fs/inotify; or use --poll)"
+            ));
+        }
+        for problem in problems {
+            if !self.told.contains(&problem) {
+                self.told.push(problem.clone());
+                out.push(Input::Warning(problem));
+            }
+        }
+        out
     }
 }
 
@@ -194,13 +220,14 @@ fn parent_of(path: &Path) -> &Path {
 // ---- the binary ----------------------------------------------------------------------
 
 /// The watches that keep track of the binary: its directory while the binary is there;
-/// while it is missing, also every directory above (or, with its directory gone too, the
-/// nearest one that exists and every directory above that).
+/// while it is missing, on Linux, also every directory above (or, with its directory gone
+/// too, the nearest one that exists and every directory above that).
 ///
-/// Why the ones above: removing a directory ends its watch with a `DELETE_SELF` only once
-/// nothing refers to the directory any more, and the running generation's executable,
-/// deleted or not, keeps referring to it, so `cargo clean` would go unnoticed (tried on
-/// Linux 6.18). The directory above sees the removal at once, as a change of its entries.
+/// Why the ones above: removing a directory ends its inotify watch with a `DELETE_SELF`
+/// only once nothing refers to the directory any more, and the running generation's
+/// executable, deleted or not, keeps referring to it, so `cargo clean` would go unnoticed
+/// (tried on Linux 6.18). The directory above sees the removal at once, as a change of its
+/// entries. FSEvents watches paths, not inodes, and needs none of this.
 struct BinaryWatch {
     binary: PathBuf,
     dir: PathBuf,
@@ -242,7 +269,9 @@ impl BinaryWatch {
             };
             let mut wanted = BTreeMap::from([(near.clone(), id)]);
             let missing = near != self.dir || fs::symlink_metadata(&self.binary).is_err();
-            if missing {
+            // FSEvents (macOS) watches paths and reports a directory's removal at once; the
+            // directories above are needed where watches follow inodes (inotify).
+            if missing && cfg!(target_os = "linux") {
                 for dir in near.ancestors().skip(1) {
                     if let Ok(meta) = fs::metadata(dir) {
                         wanted.insert(dir.to_path_buf(), (meta.dev(), meta.ino()));

@@ -327,3 +327,21 @@ fn bad_ignore_globs_and_poll_intervals_are_refused() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_bad_line_in_an_ignore_file_is_said_and_the_others_still_count() {
+    let p = Project::new();
+    fs::write(p.path(".gitignore"), "log/\nsrc/{broken\n").unwrap();
+    let (mut h, log) = p.hotrun(&["--debounce", "0", "--watch", "."], "log/app.log");
+    let warning = h.expect_anywhere(&["ignore rules:", ".gitignore"]);
+    assert!(warning.contains("{broken"), "{warning}");
+    log.wait_for(&["start gen=1"]);
+    p.edit_restarts_as(&mut h, 2);
+    // The same when the file is edited while hotrun runs (and it is said once).
+    p.save("src/.gitignore", "*.bak\nalso/{broken\n");
+    h.expect(&["gen 3 started", "src/.gitignore changed"]);
+    h.expect_anywhere(&["ignore rules:", "src/.gitignore", "also/{broken"]);
+    fs::write(p.path("src/x.bak"), "x\n").unwrap();
+    p.edit_restarts_as(&mut h, 4);
+    assert_eq!(h.count(&["also/{broken"]), 1, "{}", h.transcript());
+}
