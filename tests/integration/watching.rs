@@ -83,6 +83,7 @@ impl Project {
 
 /// Whether `tool` can be run; a missing one skips the test loudly, or fails it under
 /// `CI=true` (CI must run every test).
+#[cfg(target_os = "linux")]
 fn have(tool: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
@@ -293,7 +294,10 @@ fn editor_saves_are_named_after_the_file_never_a_temporary() {
 fn a_server_that_writes_into_the_watched_directory_is_named_once() {
     let p = Project::new();
     // Not ignored: every start writes the log, which restarts the server, which writes…
-    let (mut h, _log) = p.hotrun(&["--watch", "."], "log/app.log");
+    let (mut h, _log) = p.hotrun(
+        &["--watch", ".", "--events", "../events.jsonl"],
+        "log/app.log",
+    );
     let hint = h.expect(&["restarts keep coming from"]);
     assert!(
         hint.contains(
@@ -311,6 +315,17 @@ fn a_server_that_writes_into_the_watched_directory_is_named_once() {
         "{}",
         h.transcript()
     );
+    // And in the event stream, for CI (read once hotrun is done writing it).
+    h.signal(nix::sys::signal::Signal::SIGTERM);
+    h.wait();
+    let events = fs::read_to_string(p.sb.path("events.jsonl")).unwrap();
+    let told: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["event"] == "self_writes")
+        .collect();
+    assert_eq!(told.len(), 1, "{events}");
+    assert_eq!(told[0]["path"], "log/app.log");
 }
 
 #[test]
