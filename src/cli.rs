@@ -46,10 +46,10 @@ For CI: `hotrun drill --help` (restart N times and check every step), and --even
     override_usage = "hotrun [OPTIONS] [--] COMMAND [ARGS]...\n       hotrun drill [OPTIONS] [--] COMMAND [ARGS]..."
 )]
 struct Args {
-    /// Also restart when PATH changes (files, or directories recursively). Repeatable.
-    /// In directories, what .gitignore/.ignore files (up to the repository root) and
-    /// .git/info/exclude ignore does not count, nor editor temporary files, .git/,
-    /// __pycache__/ and *.py[co].
+    /// Also restart when PATH changes (a file, or a directory recursively). Repeatable.
+    /// In directories, changes that .gitignore/.ignore files (up to the repository root)
+    /// or .git/info/exclude ignore do not count, nor those of editor temporary files,
+    /// .git/, __pycache__/ and *.py[co].
     #[arg(short, long = "watch", value_name = "PATH")]
     watch: Vec<PathBuf>,
 
