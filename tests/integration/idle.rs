@@ -230,6 +230,30 @@ fn survives_two_directory_levels_removed_and_made_again() {
     // The watch is back on the binary's own directory: a plain rebuild restarts.
     replace_by_rename(&fixture_exe(), &app);
     h.expect(&["gen 4 started", "(binary changed)"]);
+    // And only there: the directories above are no longer watched.
+    #[cfg(target_os = "linux")]
+    wait_until(
+        "one inotify watch left",
+        || inotify_watches(h.pid()) == 1,
+        || format!("{} watches", inotify_watches(h.pid())),
+    );
+}
+
+/// How many inotify watches a process holds (from /proc/PID/fdinfo).
+#[cfg(target_os = "linux")]
+fn inotify_watches(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count()
+        })
+        .sum()
 }
 
 /// The same, with the directories made again by a build that creates them all at once,
@@ -307,4 +331,61 @@ fn poll_mode_sees_rebuilds_and_saves_without_file_events() {
 fn save_from_outside(tmp: &Path, dest: &Path, content: &str) {
     fs::write(tmp, content).unwrap();
     fs::rename(tmp, dest).unwrap();
+}
+
+/// The real thing: `cargo clean`, then `cargo build`, on a tiny project.
+#[test]
+fn real_cargo_clean_then_build_restarts_once() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let sb = Sandbox::new();
+    let project = sb.path("tiny");
+    fs::create_dir_all(project.join("src")).unwrap();
+    fs::write(
+        project.join("Cargo.toml"),
+        "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
+    )
+    .unwrap();
+    let run_cargo = |args: &[&str]| {
+        let out = std::process::Command::new(&cargo)
+            .args(args)
+            .args(["--offline", "--quiet"])
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", project.join("target"))
+            .env_remove("RUSTFLAGS")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cargo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let build = |n: u32| {
+        fs::write(
+            project.join("src/main.rs"),
+            format!(
+                "fn main() {{ let log = std::env::args().nth(2).unwrap();\n\
+                 let line = format!(\"start gen={{}} build={n}\\n\", std::env::var(\"HOTRUN_GEN\").unwrap());\n\
+                 use std::io::Write; std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap().write_all(line.as_bytes()).unwrap();\n\
+                 loop {{ std::thread::park(); }} }}\n"
+            ),
+        )
+        .unwrap();
+        run_cargo(&["build"]);
+    };
+    build(1);
+    let binary = project.join("target/debug/tiny");
+    let log = sb.log();
+    let mut h = Hotrun::start(&[binary.as_os_str(), "--log".as_ref(), log.arg()]);
+    h.expect(&["gen 1 started"]);
+    log.wait_for(&["start gen=1", "build=1"]);
+    run_cargo(&["clean"]);
+    assert!(!project.join("target").exists());
+    build(2);
+    h.expect(&["gen 2 started", "(binary changed)"]);
+    log.wait_for(&["start gen=2", "build=2"]);
+    // Once: the next restart is the one asked for.
+    h.signal(nix::sys::signal::Signal::SIGHUP);
+    let line = h.expect(&["gen 3 started"]);
+    assert!(line.contains("(SIGHUP)"), "{line}\n{}", h.transcript());
 }
