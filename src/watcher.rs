@@ -136,7 +136,7 @@ pub(crate) fn start(spec: &Spec, tx: Sender<Input>) -> Result<Vec<String>> {
                         return;
                     }
                 }
-                if state.settle() && !send(vec![Input::Binary]) {
+                if !send(state.settle()) {
                     return;
                 }
             }
@@ -161,10 +161,29 @@ struct State {
 }
 
 impl State {
-    /// Puts the binary's watches where they belong now; true if they moved (then the
-    /// binary must be looked at again: it may have appeared before the new watch).
-    fn settle(&mut self) -> bool {
-        self.binary.as_mut().is_some_and(BinaryWatch::settle)
+    /// Puts the binary's watches where they belong now. If they moved, the binary is
+    /// looked at again (it may have appeared before the new watch).
+    fn settle(&mut self) -> Vec<Input> {
+        let Some(binary) = self.binary.as_mut() else {
+            return Vec::new();
+        };
+        match binary.settle() {
+            Ok(true) => vec![Input::Binary],
+            Ok(false) => Vec::new(),
+            Err(err) => {
+                // The watches stay as they were; the next event tries again.
+                let problem = format!(
+                    "cannot follow the command's executable: {err:#}; a new build may go \
+                     unseen until its directory changes again (or use --poll)"
+                );
+                if self.told.contains(&problem) {
+                    vec![Input::Binary]
+                } else {
+                    self.told.push(problem.clone());
+                    vec![Input::Binary, Input::Warning(problem)]
+                }
+            }
+        }
     }
 
     fn handle(&mut self, raw: Raw) -> Vec<Input> {
@@ -250,14 +269,15 @@ impl BinaryWatch {
         }
     }
 
-    fn settle(&mut self) -> bool {
+    /// Moves the watches if something happened on the way to the binary; whether they
+    /// moved.
+    fn settle(&mut self) -> Result<bool> {
         if !std::mem::take(&mut self.unsettled) {
-            return false;
+            return Ok(false);
         }
         let before = self.watched.clone();
-        // A failure leaves the watches as they were; the next event tries again.
-        let _ = self.arm();
-        self.watched != before
+        self.arm()?;
+        Ok(self.watched != before)
     }
 
     /// Puts the watches where they belong now. A directory can appear between the look
