@@ -29,7 +29,7 @@ use crate::report::Reporter;
 use crate::sockets::{self, ListenAddr, Listeners};
 use crate::supervisor::{Readiness, Supervisor};
 use crate::takeover::{self, Seed, Takeover};
-use crate::{orphans, program, signals, watcher};
+use crate::{ignores, orphans, program, signals, watcher};
 
 /// What the event sources send to the loop.
 #[derive(Debug)]
@@ -41,6 +41,8 @@ pub(crate) enum Input {
     Binary,
     /// A `--watch` path changed.
     Path(PathBuf),
+    /// The watcher could not do all it should (the user is told; watching goes on).
+    Warning(String),
     /// A generation's notify socket got a message.
     Notify {
         generation: Generation,
@@ -128,8 +130,30 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
             format!("cannot install signal handlers: {e}"),
         )
     })?;
-    let _watcher = watcher::start(config.watch_binary.as_deref(), &config.watch, tx.clone())
+    let cwd = std::env::current_dir()
+        .and_then(std::fs::canonicalize)
+        .unwrap_or_else(|_| PathBuf::from("/"));
+    let watch = watcher::Spec {
+        binary: config.watch_binary,
+        paths: config.watch,
+        extra: ignores::Extra {
+            globs: config.ignore,
+            cwd,
+            // hotrun writes it on every restart: it must never set one off.
+            paths: config
+                .events
+                .iter()
+                .filter(|p| p.as_os_str() != "-")
+                .filter_map(|p| std::fs::canonicalize(p).ok())
+                .collect(),
+        },
+        poll: config.poll,
+    };
+    let warnings = watcher::start(&watch, tx.clone())
         .map_err(|e| Failure::new(exit::FAILURE, format!("{e:#}")))?;
+    for warning in warnings {
+        reporter.warn(&format!("ignore rules: {warning}"));
+    }
     let takeover = if config.takeover {
         start_takeover(&listeners, config.backlog, &tx, &mut reporter)
     } else {
@@ -235,6 +259,7 @@ impl World {
         match input {
             Input::Binary => queue.push_back(Event::BinaryChanged(file_sig(&self.spawner.program))),
             Input::Path(path) => queue.push_back(Event::PathChanged(path)),
+            Input::Warning(text) => self.reporter.warn(&text),
             Input::Notify {
                 generation,
                 ready,

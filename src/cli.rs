@@ -47,9 +47,23 @@ For CI: `hotrun drill --help` (restart N times and check every step), and --even
     override_usage = "hotrun [OPTIONS] [--] COMMAND [ARGS]...\n       hotrun drill [OPTIONS] [--] COMMAND [ARGS]..."
 )]
 struct Args {
-    /// Also restart when PATH changes (files, or directories recursively). Repeatable.
+    /// Also restart when PATH changes (a file, or a directory recursively). Repeatable.
+    /// In directories, changes that .gitignore/.ignore files (up to the repository root)
+    /// or .git/info/exclude ignore do not count, nor those of editor temporary files,
+    /// .git/, __pycache__/ and *.py[co].
     #[arg(short, long = "watch", value_name = "PATH")]
     watch: Vec<PathBuf>,
+
+    /// Changes of paths matching GLOB never restart (gitignore syntax: `*.log` anywhere,
+    /// `log/**` below the current directory, `/abs/path/**`). Repeatable.
+    #[arg(short = 'i', long = "ignore", value_name = "GLOB", value_parser = parse_ignore)]
+    ignore: Vec<String>,
+
+    /// Look for changes every DURATION instead of asking the OS for events: for file
+    /// systems that report none (NFS, SMB, some WSL2 and Docker bind mounts). Costs a
+    /// wake-up and a walk of the watched trees per interval.
+    #[arg(long, value_name = "DURATION", value_parser = parse_poll, allow_hyphen_values = true)]
+    poll: Option<Duration>,
 
     /// Do not watch the command's own executable.
     #[arg(long)]
@@ -198,6 +212,10 @@ pub(crate) struct Config {
     pub(crate) watch_binary: Option<PathBuf>,
     /// Absolute `--watch` paths.
     pub(crate) watch: Vec<PathBuf>,
+    /// `--ignore` globs.
+    pub(crate) ignore: Vec<String>,
+    /// `--poll`.
+    pub(crate) poll: Option<Duration>,
     pub(crate) settings: Settings,
     pub(crate) listen: Vec<ListenSpec>,
     pub(crate) backlog: i32,
@@ -372,6 +390,8 @@ impl Args {
             },
             watch_binary,
             watch,
+            ignore: self.ignore,
+            poll: self.poll,
             settings: Settings {
                 stop_signal: self.stop_signal,
                 grace: self.grace,
@@ -514,6 +534,23 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("too long (at most 24h)".into());
     }
     Ok(d)
+}
+
+/// `--poll`: a duration that is not zero.
+fn parse_poll(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_millis(1) {
+        return Err("the interval must be at least 1ms (try 500ms or 2s)".into());
+    }
+    Ok(d)
+}
+
+/// `--ignore`: a glob in gitignore syntax.
+fn parse_ignore(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("an empty glob ignores nothing".into());
+    }
+    crate::ignores::check_glob(text)
 }
 
 /// `notify`, `delay:DURATION` or `exec`.

@@ -482,6 +482,11 @@ pub(crate) enum Status {
         delay: Duration,
     },
     BinaryMissing,
+    /// Restarts keep coming from a `--watch` path that changes right after each start:
+    /// the server probably writes it.
+    SelfWrites {
+        path: PathBuf,
+    },
     ShuttingDown {
         signal: Signal,
     },

@@ -252,6 +252,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         Status::Waiting => ("waiting", json!({})),
         Status::Backoff { delay } => ("backoff", json!({ "delay_ms": ms(*delay) })),
         Status::BinaryMissing => ("binary_missing", json!({})),
+        Status::SelfWrites { path } => ("self_writes", json!({ "path": path.to_string_lossy() })),
         Status::ShuttingDown { signal } => ("shutdown", json!({ "signal": signal.as_str() })),
         Status::ForceKill => ("shutdown", json!({ "signal": "SIGKILL", "forced": true })),
     }

@@ -6,7 +6,9 @@
 //! A reader thread per generation drains the socket until the generation is gone: it
 //! turns `READY=1` and `STATUS=…` into inputs for the loop, and closes every descriptor
 //! that arrives with a message (`sd_notify_barrier` / `systemd-notify` send a pipe and
-//! wait until the receiver closes it).
+//! wait until the receiver closes it). It blocks in `recvmsg` with no timeout, so an idle
+//! generation costs no wake-ups; `shutdown()` of the socket ends the receive (with 0
+//! bytes, on Linux and macOS alike), which is how the reader is stopped.
 
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -16,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
@@ -66,8 +67,6 @@ impl NotifyDir {
         let path = self.path.join(format!("gen-{}.sock", generation.0));
         let _ = std::fs::remove_file(&path);
         let socket = Arc::new(UnixDatagram::bind(&path)?);
-        // A fallback wake-up, should shutdown() not interrupt the blocked receive.
-        socket.set_read_timeout(Some(Duration::from_millis(500)))?;
         let stop = Arc::new(AtomicBool::new(false));
         let reader = Reader {
             socket: Arc::clone(&socket),
@@ -202,6 +201,28 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dropping_the_socket_wakes_and_ends_its_reader() {
+        let dir = NotifyDir::create().expect("notify dir");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let socket = dir.socket_for(Generation(1), tx).expect("socket");
+        let client = UnixDatagram::unbound().expect("client");
+        client.send_to(b"STATUS=up", socket.path()).expect("send");
+        // The reader is alive and blocked in its receive once the message came through.
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_secs(30)),
+            Ok(Input::Notify { .. })
+        ));
+        drop(socket);
+        // Its sender goes with it: the channel disconnects once the thread has ended. (The
+        // limit only bounds a failure; the socket has no receive timeout to fall back on.)
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_secs(30)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        ));
+    }
 
     #[test]
     fn messages() {

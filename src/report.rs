@@ -308,6 +308,14 @@ fn describe(status: &Status) -> (Level, String) {
             "the command's executable is gone; what runs keeps running until a new build appears"
                 .into(),
         ),
+        Status::SelfWrites { path } => (
+            Level::Warn,
+            format!(
+                "restarts keep coming from {}, which changes right after each start: is the \
+                 server writing it? --ignore it or move it out of the watched directory",
+                path.display()
+            ),
+        ),
         Status::ShuttingDown { signal } => (
             Level::Info,
             format!("got {}: stopping (again to kill at once)", signal.as_str()),

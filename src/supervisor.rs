@@ -34,6 +34,10 @@
 //!   gone) most likely lost a race for a port or lock the older one held; it is started
 //!   once more as soon as no older generation is alive. The rule looks at those facts
 //!   only, so it holds whichever of the two exits is handled first.
+//! * **Self-inflicted restarts.** When [`SELF_WRITE_STREAK`] restarts in a row come from
+//!   the same `--watch` path, each time changed within [`SELF_WRITE_WINDOW`] of the newest
+//!   generation's start, the server is most likely writing that file itself: the user is
+//!   told once, with the fix.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -113,6 +117,23 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 /// How long the binary must stay missing before the user is told.
 pub(crate) const MISSING_REPORT_AFTER: Duration = Duration::from_secs(1);
+
+/// A `--watch` change this soon after the newest generation started may be its own doing.
+pub(crate) const SELF_WRITE_WINDOW: Duration = Duration::from_secs(1);
+/// How many restarts in a row from such changes of one path make the user be told.
+pub(crate) const SELF_WRITE_STREAK: u32 = 3;
+
+/// Restarts in a row that a `--watch` path changing right after a start set off.
+#[derive(Debug, Default)]
+struct SelfWrites {
+    /// The latest `--watch` change seen, and whether it came within `SELF_WRITE_WINDOW`
+    /// of the newest generation's start.
+    last_change: Option<(PathBuf, bool)>,
+    /// The path of the current streak and its length.
+    streak: Option<(PathBuf, u32)>,
+    /// The user was told (once is enough).
+    told: bool,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Missing {
@@ -282,6 +303,7 @@ pub(crate) struct Supervisor {
     quick_exits: u32,
     /// When the last generation older than the current one was gone.
     older_gone_at: Option<Instant>,
+    self_writes: SelfWrites,
 }
 
 impl Supervisor {
@@ -299,6 +321,7 @@ impl Supervisor {
             restart_at: None,
             quick_exits: 0,
             older_gone_at: None,
+            self_writes: SelfWrites::default(),
         }
     }
 
@@ -412,6 +435,13 @@ impl Supervisor {
     }
 
     fn on_path(&mut self, path: PathBuf, now: Instant, out: &mut Vec<Action>) {
+        let soon = self
+            .children
+            .iter()
+            .map(|c| c.started)
+            .max()
+            .is_some_and(|started| now.saturating_duration_since(started) <= SELF_WRITE_WINDOW);
+        self.self_writes.last_change = Some((path.clone(), soon));
         if self.settings.debounce.is_zero() {
             self.request_restart(Trigger::PathChanged(path), now, out);
         } else {
@@ -451,6 +481,7 @@ impl Supervisor {
 
     fn begin_spawn(&mut self, trigger: Trigger, now: Instant, out: &mut Vec<Action>) {
         self.restart_at = None;
+        self.count_self_writes(&trigger, out);
         let generation = Generation(self.next_generation);
         out.push(Action::Spawn {
             generation,
@@ -463,6 +494,30 @@ impl Supervisor {
             retry_delay: SPAWN_RETRY_FIRST,
             give_up_at: now + SPAWN_RETRY_BUDGET,
         });
+    }
+
+    /// Keeps the streak of restarts set off by a path that changed right after a start,
+    /// and tells the user once when it is long enough.
+    fn count_self_writes(&mut self, trigger: &Trigger, out: &mut Vec<Action>) {
+        let sw = &mut self.self_writes;
+        let suspect = match (trigger, &sw.last_change) {
+            (Trigger::PathChanged(path), Some((changed, true))) if path == changed => {
+                Some(path.clone())
+            }
+            _ => None,
+        };
+        sw.streak = match (suspect, sw.streak.take()) {
+            (Some(path), Some((same, n))) if same == path => Some((path, n.saturating_add(1))),
+            (Some(path), _) => Some((path, 1)),
+            (None, _) => None,
+        };
+        if let Some((path, n)) = &sw.streak
+            && *n >= SELF_WRITE_STREAK
+            && !sw.told
+        {
+            sw.told = true;
+            out.push(Action::Report(Status::SelfWrites { path: path.clone() }));
+        }
     }
 
     // ---- spawn results -----------------------------------------------------------

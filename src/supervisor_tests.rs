@@ -1,5 +1,6 @@
 //! Unit tests of the supervisor: event sequences in, actions out, no processes.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -1155,4 +1156,130 @@ fn sigkill_is_remembered_with_its_reason() {
     let end = stop_end_of(&h.exited(1, ChildEnd::Signaled(9)), 1);
     assert_eq!(end.and_then(|e| e.killed), Some(Kill::Forced));
     assert!(end.is_some_and(|e| !e.is_clean()));
+}
+
+// ---- restarts the server sets off itself ---------------------------------------------------
+
+fn self_writes_told(actions: &[Action]) -> Vec<PathBuf> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Report(Status::SelfWrites { path }) => Some(path.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Harness {
+    /// `path` changes `after` the newest start; the debounced restart runs to its end (the
+    /// old generation gone). Returns every action along the way.
+    fn restart_from_change(&mut self, path: &str, after: Duration, old: u64) -> Vec<Action> {
+        self.advance(after);
+        let mut all = self.ev(Event::PathChanged(path.into()));
+        all.extend(self.tick());
+        assert_eq!(spawns(&all), vec![old + 1], "{all:?}");
+        all.extend(self.spawned(old + 1));
+        all.extend(self.exited(old, ChildEnd::Signaled(15)));
+        all
+    }
+}
+
+#[test]
+fn restarts_from_a_file_changed_right_after_each_start_are_named_once() {
+    let mut h = running(OnExit::Wait);
+    let mut told = Vec::new();
+    for g in 1..=(u64::from(SELF_WRITE_STREAK) + 3) {
+        let a = h.restart_from_change("log/app.log", Duration::from_millis(10), g);
+        let now = self_writes_told(&a);
+        if g == u64::from(SELF_WRITE_STREAK) {
+            assert_eq!(now, vec![PathBuf::from("log/app.log")], "{a:?}");
+        } else if g < u64::from(SELF_WRITE_STREAK) {
+            assert!(now.is_empty(), "told too early, restart {g}: {a:?}");
+        }
+        told.extend(now);
+    }
+    assert_eq!(told.len(), 1, "told more than once: {told:?}");
+}
+
+#[test]
+fn changes_well_after_a_start_are_the_users() {
+    let mut h = running(OnExit::Wait);
+    for g in 1..=6 {
+        let a = h.restart_from_change(
+            "src/app.py",
+            SELF_WRITE_WINDOW + Duration::from_millis(1),
+            g,
+        );
+        assert!(self_writes_told(&a).is_empty(), "{a:?}");
+    }
+}
+
+#[test]
+fn another_path_or_trigger_breaks_the_streak() {
+    let mut h = running(OnExit::Wait);
+    let soon = Duration::from_millis(10);
+    let mut g = 1;
+    let mut told = Vec::new();
+    for _ in 1..SELF_WRITE_STREAK {
+        told.extend(self_writes_told(&h.restart_from_change(
+            "log/a.log",
+            soon,
+            g,
+        )));
+        g += 1;
+    }
+    // A SIGHUP restart in between.
+    assert_eq!(spawns(&h.hup()), vec![g + 1]);
+    h.spawned(g + 1);
+    h.exited(g, ChildEnd::Signaled(15));
+    g += 1;
+    for _ in 1..SELF_WRITE_STREAK {
+        told.extend(self_writes_told(&h.restart_from_change(
+            "log/a.log",
+            soon,
+            g,
+        )));
+        g += 1;
+    }
+    // Another path in between.
+    told.extend(self_writes_told(&h.restart_from_change(
+        "log/b.log",
+        soon,
+        g,
+    )));
+    g += 1;
+    assert!(told.is_empty(), "{told:?}");
+    for _ in 0..SELF_WRITE_STREAK {
+        told.extend(self_writes_told(&h.restart_from_change(
+            "log/b.log",
+            soon,
+            g,
+        )));
+        g += 1;
+    }
+    assert_eq!(told, vec![PathBuf::from("log/b.log")]);
+}
+
+#[test]
+fn a_change_queued_during_a_restart_counts_when_its_restart_begins() {
+    let mut h = running(OnExit::Wait);
+    h.advance(Duration::from_millis(10));
+    h.ev(Event::PathChanged("log/app.log".into()));
+    assert_eq!(spawns(&h.tick()), vec![2]);
+    let mut told = Vec::new();
+    for g in 2..=(u64::from(SELF_WRITE_STREAK) + 2) {
+        h.spawned(g);
+        // The new generation writes the file while the old one is still stopping.
+        h.advance(Duration::from_millis(5));
+        assert!(h.ev(Event::PathChanged("log/app.log".into())).is_empty());
+        let a = h.tick();
+        assert!(
+            reported(&a, |s| matches!(s, Status::Queued { .. })),
+            "{a:?}"
+        );
+        let a = h.exited(g - 1, ChildEnd::Signaled(15));
+        assert_eq!(spawns(&a), vec![g + 1], "{a:?}");
+        told.extend(self_writes_told(&a));
+    }
+    assert_eq!(told, vec![PathBuf::from("log/app.log")]);
 }

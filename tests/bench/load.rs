@@ -22,6 +22,8 @@ pub(crate) struct LoadResult {
     pub(crate) restarts: usize,
     pub(crate) answered: u64,
     pub(crate) failed: u64,
+    /// The failures by kind ("refused", "reset", "no answer", …).
+    pub(crate) failures: std::collections::BTreeMap<String, u64>,
     pub(crate) longest_gap_ms: f64,
     pub(crate) p99_ms: f64,
     /// How many restarts ended with a newer generation answering (the cases where a
@@ -40,6 +42,7 @@ pub(crate) struct Client {
 struct Samples {
     latencies_ms: Vec<f64>,
     failed: u64,
+    failures: std::collections::BTreeMap<String, u64>,
     last_ok: Option<Instant>,
     longest_gap: Duration,
     /// The newest generation that answered.
@@ -57,15 +60,16 @@ impl Client {
                 let answer = ask(port);
                 let now = Instant::now();
                 let mut m = m.lock().unwrap();
-                if let Some(generation) = answer {
+                if let Ok(generation) = answer {
                     m.newest = m.newest.max(generation);
                     m.latencies_ms.push((now - t0).as_secs_f64() * 1e3);
                     if let Some(last) = m.last_ok {
                         m.longest_gap = m.longest_gap.max(now - last);
                     }
                     m.last_ok = Some(now);
-                } else {
+                } else if let Err(kind) = answer {
                     m.failed += 1;
+                    *m.failures.entry(kind).or_default() += 1;
                     drop(m);
                     thread::sleep(Duration::from_millis(1));
                 }
@@ -113,17 +117,30 @@ impl Client {
             longest_gap_ms: m.longest_gap.as_secs_f64() * 1e3,
             p99_ms: p99,
             served_after: None,
+            failures: m.failures.clone(),
         }
     }
 }
 
-/// One request; the generation that answered.
-fn ask(port: u16) -> Option<u64> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+/// One request; the generation that answered, or what went wrong.
+fn ask(port: u16) -> Result<u64, String> {
+    let kind = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "refused".to_string(),
+        std::io::ErrorKind::ConnectionReset => "reset".to_string(),
+        other => format!("{other:?}"),
+    };
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(kind)?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reply = String::new();
-    stream.read_to_string(&mut reply).ok()?;
-    reply.trim().strip_prefix("gen=")?.parse().ok()
+    stream.read_to_string(&mut reply).map_err(kind)?;
+    if reply.is_empty() {
+        return Err("closed without an answer".into());
+    }
+    reply
+        .trim()
+        .strip_prefix("gen=")
+        .and_then(|g| g.parse().ok())
+        .ok_or_else(|| "bad answer".into())
 }
 
 /// hotrun's stderr, line by line.

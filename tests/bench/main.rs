@@ -7,6 +7,7 @@
 //! target/release/examples/bench                 # everything: reaction (21 runs), load (100 restarts)
 //! target/release/examples/bench reaction 41     # only reaction latency, 41 runs per case
 //! target/release/examples/bench load 200        # only downtime under load, 200 restarts
+//! target/release/examples/bench idle 5           # only the idle cost, median of 5 runs
 //! ```
 //!
 //! Latency is measured from the moment the benchmark replaces the binary (the rename, the
@@ -38,7 +39,9 @@ fn main() {
     kill_tracked_on_panic();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let what = match args.first().map(String::as_str) {
-        Some(w @ ("reaction" | "load" | "own-port" | "filter" | "soak" | "all")) => w.to_string(),
+        Some(w @ ("reaction" | "load" | "own-port" | "filter" | "soak" | "idle" | "all")) => {
+            w.to_string()
+        }
         _ => "all".to_string(),
     };
     let count: Option<usize> = args.iter().find_map(|a| a.parse().ok());
@@ -65,6 +68,9 @@ fn main() {
     }
     if all || what == "filter" {
         own_port::filter_cost(&hotrun, &fixture, count.unwrap_or(20_000).max(100));
+    }
+    if all || what == "idle" {
+        idle(&hotrun, &fixture, count.unwrap_or(3).max(1));
     }
     if all || what == "soak" {
         soak(&hotrun, &fixture, count.unwrap_or(10_000).max(10));
@@ -214,8 +220,6 @@ fn reaction(hotrun: &Path, fixture: &Path, runs: usize) {
             peers.join("; ")
         );
     }
-    println!();
-    idle(&hotrun, &fixture);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -441,32 +445,178 @@ fn measure(tool: &Tool, case: Case, fixture: &Path, runs: usize) -> Result {
     }
 }
 
-fn idle(hotrun: &Path, fixture: &Path) {
-    let Scratch { dir, app, log } = scratch("hotrun-bench-", fixture);
-    let mut child = Tool::Hotrun(hotrun.to_path_buf()).start(dir.path(), &app, &log);
-    wait_starts(&log, 1);
-    thread::sleep(Duration::from_secs(1));
-    let pid = child.id();
-    let before = cpu_ticks(pid);
-    thread::sleep(Duration::from_secs(10));
-    let ticks = cpu_ticks(pid) - before;
-    let rss = rss_kib(pid);
+const TARGET_IDLE_WAKEUPS: u64 = 0;
+const TARGET_IDLE_PSS_KIB: u64 = 2048;
+
+/// What a tool costs while nothing happens: how often its threads wake in 10 s (the sum
+/// of voluntary and involuntary context switches over every thread of the tool's own
+/// processes, hotrun's guardian included, from /proc/PID/task/*/status) and its memory as
+/// PSS (from /proc/PID/smaps_rollup: shared pages count once across the processes sharing
+/// them). The command it runs (the fixture) is not counted. Medians of `runs` runs.
+fn idle(hotrun: &Path, fixture: &Path, runs: usize) {
+    println!();
     println!(
-        "idle hotrun over 10 s: {ticks} CPU ticks (target 0); RSS {:.2} MiB (target <= 4 MiB){}",
-        rss as f64 / 1024.0,
-        if ticks == 0 && rss <= 4096 {
-            ""
-        } else {
-            "  MISS"
-        }
+        "idle for 10 s after a 1 s settle, median of {runs} runs (the supervised command not counted)"
     );
-    if let Some(guardian) = guardian_of(pid) {
+    let mut cases: Vec<(&str, Vec<String>, IdleTool)> = vec![
+        ("hotrun", Vec::new(), IdleTool::Hotrun(hotrun.to_path_buf())),
+        (
+            "hotrun --listen --ready notify",
+            vec!["--listen-fd".into(), "--notify".into()],
+            IdleTool::HotrunSocket(hotrun.to_path_buf()),
+        ),
+    ];
+    if which("entr") {
+        cases.push(("entr -r", Vec::new(), IdleTool::Peer(Tool::Entr)));
+    }
+    if which("watchexec") {
+        cases.push(("watchexec -r", Vec::new(), IdleTool::Peer(Tool::Watchexec)));
+    }
+    println!(
+        "{:<32} {:>9} {:>10}  processes (PSS MiB each)",
+        "tool", "wakeups", "PSS MiB"
+    );
+    let mut ours = None;
+    for (name, extra, tool) in &cases {
+        let mut wakeups = Vec::new();
+        let mut pss = Vec::new();
+        let mut parts = String::new();
+        for _ in 0..runs {
+            let r = idle_once(tool, fixture, extra);
+            wakeups.push(r.wakeups);
+            pss.push(r.pss_kib.iter().sum::<u64>());
+            parts = r
+                .pss_kib
+                .iter()
+                .map(|k| format!("{:.2}", *k as f64 / 1024.0))
+                .collect::<Vec<_>>()
+                .join(" + ");
+        }
+        wakeups.sort_unstable();
+        pss.sort_unstable();
+        let (w, p) = (wakeups[wakeups.len() / 2], pss[pss.len() / 2]);
+        if ours.is_none() {
+            ours = Some((w, p));
+        }
         println!(
-            "  its guardian process (pid {guardian}): RSS {:.2} MiB",
-            rss_kib(guardian) as f64 / 1024.0
+            "{:<32} {:>9} {:>10.2}  {} (all runs: wakeups {:?})",
+            name,
+            w,
+            p as f64 / 1024.0,
+            parts,
+            wakeups
         );
     }
+    if let Some((w, p)) = ours {
+        let met = w == TARGET_IDLE_WAKEUPS && p <= TARGET_IDLE_PSS_KIB;
+        println!(
+            "targets for hotrun: {TARGET_IDLE_WAKEUPS} wakeups in 10 s, PSS of hotrun + guardian <= {:.0} MiB: {}",
+            TARGET_IDLE_PSS_KIB as f64 / 1024.0,
+            if met { "met" } else { "MISS" }
+        );
+    }
+}
+
+enum IdleTool {
+    Hotrun(PathBuf),
+    /// With a passed socket and sd_notify readiness (one more thread per generation).
+    HotrunSocket(PathBuf),
+    Peer(Tool),
+}
+
+struct IdleResult {
+    wakeups: u64,
+    /// PSS of each of the tool's own processes.
+    pss_kib: Vec<u64>,
+}
+
+fn idle_once(tool: &IdleTool, fixture: &Path, fixture_extra: &[String]) -> IdleResult {
+    let Scratch { dir, app, log } = scratch("hotrun-bench-idle-", fixture);
+    let mut child = match tool {
+        IdleTool::Hotrun(exe) | IdleTool::HotrunSocket(exe) => {
+            let mut c = Command::new(exe);
+            c.arg("--quiet");
+            if let IdleTool::HotrunSocket(_) = tool {
+                c.args(["--listen", "127.0.0.1:0", "--ready", "notify"]);
+            }
+            c.arg("--")
+                .arg(&app)
+                .arg("--log")
+                .arg(&log)
+                .args(fixture_extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            spawn_tracked(&mut c)
+        }
+        IdleTool::Peer(peer) => peer.start(dir.path(), &app, &log),
+    };
+    wait_starts(&log, 1);
+    thread::sleep(Duration::from_secs(1));
+    let pids = own_processes(child.id());
+    let before: u64 = pids.iter().map(|p| context_switches(*p)).sum();
+    thread::sleep(Duration::from_secs(10));
+    let after: u64 = pids.iter().map(|p| context_switches(*p)).sum();
+    let pss_kib = pids.iter().map(|p| pss_kib(*p)).collect();
     stop_tracked(&mut child);
+    IdleResult {
+        wakeups: after.saturating_sub(before),
+        pss_kib,
+    }
+}
+
+/// The tool's process and its children that run the same executable (hotrun's guardian,
+/// whether it is a re-exec or a fork); not the command it supervises.
+fn own_processes(pid: u32) -> Vec<u32> {
+    let exe = |p: u32| fs::read_link(format!("/proc/{p}/exe")).ok();
+    let mine = exe(pid);
+    let mut out = vec![pid];
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let rest = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u32>().ok());
+        if ppid == Some(pid) && mine.is_some() && exe(p) == mine {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Voluntary plus involuntary context switches of every thread of a process.
+fn context_switches(pid: u32) -> u64 {
+    let mut total = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let status = fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        for line in status.lines() {
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += v.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+fn pss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Waits until the log holds `n` start lines; returns their CLOCK_MONOTONIC stamps.
@@ -569,15 +719,6 @@ fn mono_ns() -> u128 {
     ts.tv_sec() as u128 * 1_000_000_000 + ts.tv_nsec() as u128
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the comm.
-    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    get(11) + get(12)
-}
-
 fn rss_kib(pid: u32) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -586,25 +727,6 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-fn guardian_of(pid: u32) -> Option<u32> {
-    for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let stat = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        let rest = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
-        let ppid = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse::<u32>().ok());
-        let cmdline = fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-        if ppid == Some(pid) && cmdline.windows(17).any(|w| w == b"__hotrun_guardian") {
-            return Some(p);
-        }
-    }
-    None
 }
 
 fn which(tool: &str) -> bool {

@@ -138,12 +138,13 @@ fn broken_builds(sc: &Scratch, client: &Client, fixture: &Path, rounds: usize) -
 
 fn print_rows(rows: &[(String, LoadResult)]) {
     println!(
-        "{:<24} {:>8} {:>9} {:>7} {:>15} {:>9}  served after restart",
+        "{:<24} {:>8} {:>9} {:>7} {:>15} {:>9}  served after restart  failures",
         "tool", "restarts", "answered", "failed", "longest gap ms", "p99 ms"
     );
     for (name, r) in rows {
+        let kinds: Vec<String> = r.failures.iter().map(|(k, n)| format!("{n} {k}")).collect();
         println!(
-            "{:<24} {:>8} {:>9} {:>7} {:>15.1} {:>9.2}  {} of {}",
+            "{:<24} {:>8} {:>9} {:>7} {:>15.1} {:>9.2}  {:>9} of {:<9}  {}",
             name,
             r.restarts,
             r.answered,
@@ -151,7 +152,8 @@ fn print_rows(rows: &[(String, LoadResult)]) {
             r.longest_gap_ms,
             r.p99_ms,
             r.served_after.unwrap_or(0),
-            r.restarts
+            r.restarts,
+            kinds.join(", ")
         );
     }
 }

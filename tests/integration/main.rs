@@ -19,6 +19,8 @@ mod guardian;
 mod handoff;
 /// Sandboxes, the hotrun driver, log reading and binary replacement styles.
 mod harness;
+/// An idle hotrun waits without timers; watches that survive without polling; --poll.
+mod idle;
 /// Bad command lines: clap's whole message or hotrun's one line, the documented exit code,
 /// nothing started.
 mod input;
@@ -35,3 +37,5 @@ mod storms;
 /// Socket takeover (Linux): unmodified servers that bind their own port, no request lost.
 #[cfg(target_os = "linux")]
 mod takeover;
+/// `--watch` of a real project: ignore files, --ignore, editors' saves, self-writes.
+mod watching;

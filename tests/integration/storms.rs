@@ -142,7 +142,14 @@ fn a_burst_of_1000_sighups_ends_with_one_generation_and_no_zombie() {
         "zombies: {:?}",
         zombie_children(h.pid())
     );
-    // Every grandchild but the current generation's is gone.
+    // Every grandchild but the current generation's is gone (once the current one has
+    // started its own: it logs it).
+    let last = fs::read_to_string(&events)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"event\":\"spawned\""))
+        .count();
+    sb.log().wait_for(&["grandchild", &format!("gen={last} ")]);
     let grandchildren: Vec<i32> = sb
         .log()
         .lines()

@@ -1,0 +1,391 @@
+//! An idle hotrun costs nothing: every thread of hotrun and of its guardian waits in a
+//! blocking call that no timer ends (no sleep, no timed futex or epoll wait, no receive
+//! timeout on a socket). Checked from /proc, without measuring any time window: what a
+//! blocked thread waits in is visible in /proc/PID/task/TID/syscall. (How many times it
+//! wakes in 10 s is the benchmark's to measure.)
+//!
+//! Also the ways a watch must survive without a timer: the binary's directories removed
+//! and re-created (`cargo clean`), and `--poll` for file systems without events.
+
+use std::fs;
+use std::path::Path;
+
+use crate::harness::*;
+
+#[cfg(target_os = "linux")]
+mod waits {
+    use std::fs;
+
+    use crate::harness::wait_until;
+
+    /// The numbers in /proc/PID/task/TID/syscall: the call and its six arguments, when
+    /// the thread is blocked in a system call.
+    fn blocked_in(pid: i32, tid: i32) -> Option<(i64, [u64; 6])> {
+        let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
+        let mut fields = text.split_whitespace();
+        let nr: i64 = fields.next()?.parse().ok()?;
+        if nr < 0 {
+            return None;
+        }
+        let mut args = [0u64; 6];
+        for arg in &mut args {
+            *arg = u64::from_str_radix(fields.next()?.trim_start_matches("0x"), 16).ok()?;
+        }
+        Some((nr, args))
+    }
+
+    fn threads(pid: i32) -> Vec<i32> {
+        fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn thread_name(pid: i32, tid: i32) -> String {
+        fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The receive timeout of a socket another process holds (pidfd_getfd, Linux 5.6).
+    fn receive_timeout(pid: i32, fd: i32) -> Option<(i64, i64)> {
+        // SAFETY: plain system calls on descriptors this function owns and closes.
+        unsafe {
+            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+            assert!(
+                pidfd >= 0,
+                "pidfd_open: {}",
+                std::io::Error::last_os_error()
+            );
+            let ours = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as i32;
+            let err = std::io::Error::last_os_error();
+            libc::close(pidfd);
+            assert!(ours >= 0, "pidfd_getfd of pid {pid} fd {fd}: {err}");
+            let mut tv: libc::timeval = std::mem::zeroed();
+            let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+            let rc = libc::getsockopt(
+                ours,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw mut tv).cast(),
+                &mut len,
+            );
+            libc::close(ours);
+            (rc == 0).then_some((tv.tv_sec, tv.tv_usec as i64))
+        }
+    }
+
+    /// What would end this wait without an event, if anything.
+    fn timer_in(pid: i32, nr: i64, a: [u64; 6]) -> Option<String> {
+        const FUTEX_CMD: u64 = !(libc::FUTEX_PRIVATE_FLAG | libc::FUTEX_CLOCK_REALTIME) as u64;
+        let timed_futex = |op: u64, timeout: u64| {
+            let cmd = op & FUTEX_CMD;
+            (cmd == libc::FUTEX_WAIT as u64 || cmd == libc::FUTEX_WAIT_BITSET as u64)
+                && timeout != 0
+        };
+        #[cfg(target_arch = "x86_64")]
+        {
+            if nr == libc::SYS_nanosleep {
+                return Some("nanosleep".into());
+            }
+            if nr == libc::SYS_epoll_wait && (a[3] as i32) >= 0 {
+                return Some(format!("epoll_wait with a {} ms timeout", a[3] as i32));
+            }
+            if nr == libc::SYS_poll && (a[2] as i32) >= 0 {
+                return Some(format!("poll with a {} ms timeout", a[2] as i32));
+            }
+            if nr == libc::SYS_select && a[4] != 0 {
+                return Some("select with a timeout".into());
+            }
+        }
+        if nr == libc::SYS_clock_nanosleep {
+            return Some("clock_nanosleep".into());
+        }
+        if nr == libc::SYS_futex && timed_futex(a[1], a[3]) {
+            return Some("a futex wait with a timeout".into());
+        }
+        if nr == libc::SYS_epoll_pwait && (a[3] as i32) >= 0 {
+            return Some(format!("epoll_pwait with a {} ms timeout", a[3] as i32));
+        }
+        if (nr == libc::SYS_ppoll && a[2] != 0) || (nr == libc::SYS_pselect6 && a[4] != 0) {
+            return Some("ppoll/pselect with a timeout".into());
+        }
+        let receives = [
+            libc::SYS_read,
+            libc::SYS_recvfrom,
+            libc::SYS_recvmsg,
+            libc::SYS_accept4,
+        ];
+        if receives.contains(&nr) {
+            let fd = a[0] as i32;
+            let is_socket = fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
+            if is_socket
+                && let Some((s, us)) = receive_timeout(pid, fd)
+                && (s != 0 || us != 0)
+            {
+                return Some(format!("a receive on fd {fd} with a {s}.{us:06} s timeout"));
+            }
+        }
+        None
+    }
+
+    /// Waits until every thread of `pids` is blocked, then checks that no timer can end
+    /// any of those waits. A wait with a timer that a moment of work left behind (a
+    /// deadline about to pass) is looked at again; one that stays fails.
+    pub fn assert_no_timed_waits(pids: &[i32]) {
+        let found = std::cell::RefCell::new(Vec::new());
+        wait_until(
+            "every thread to wait without a timer",
+            || {
+                let mut found = found.borrow_mut();
+                found.clear();
+                for &pid in pids {
+                    for tid in threads(pid) {
+                        let Some((nr, args)) = blocked_in(pid, tid) else {
+                            found.push(format!("pid {pid} thread {tid} is running"));
+                            continue;
+                        };
+                        if let Some(timer) = timer_in(pid, nr, args) {
+                            found.push(format!(
+                                "pid {pid} thread {tid} ({}) waits in {timer}",
+                                thread_name(pid, tid)
+                            ));
+                        }
+                    }
+                }
+                found.is_empty()
+            },
+            || found.borrow().join("\n"),
+        );
+    }
+
+    /// hotrun's guardian: its child running the same executable.
+    pub fn guardian_of(pid: i32) -> Option<i32> {
+        let exe = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+        fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let p: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let ppid: i32 = stat[stat.rfind(')')? + 2..]
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == pid && fs::read_link(format!("/proc/{p}/exe")).ok()? == exe).then_some(p)
+        })
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_hotrun_waits_without_timers() {
+    let sb = Sandbox::new();
+    let watched = sb.path("static");
+    fs::create_dir_all(watched.join("css")).unwrap();
+    let h = start_fixture(&sb, &["--watch", watched.to_str().unwrap()], &[]);
+    let guardian = waits::guardian_of(h.pid()).expect("hotrun's guardian");
+    waits::assert_no_timed_waits(&[h.pid(), guardian]);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_hotrun_with_a_socket_and_readiness_waits_without_timers() {
+    let sb = Sandbox::new();
+    let mut h = start_fixture(
+        &sb,
+        &["--listen", "127.0.0.1:0", "--ready", "notify"],
+        &["--listen-fd", "--notify"],
+    );
+    h.expect(&["gen 1 ready"]);
+    let guardian = waits::guardian_of(h.pid()).expect("hotrun's guardian");
+    waits::assert_no_timed_waits(&[h.pid(), guardian]);
+}
+
+/// `cargo clean` with the binary deeper down: two directory levels removed, then made
+/// again one at a time, and a build put in place. No timer looks for them: the watch on
+/// the nearest remaining directory follows them down.
+#[test]
+fn survives_two_directory_levels_removed_and_made_again() {
+    let sb = Sandbox::new();
+    let debug = sb.path("project/target/debug");
+    fs::create_dir_all(&debug).unwrap();
+    let app = debug.join("app");
+    replace_by_rename(&fixture_exe(), &app);
+    let log = sb.log();
+    let mut h = Hotrun::start(&[app.as_os_str(), "--log".as_ref(), log.arg()]);
+    h.expect(&["gen 1 started"]);
+    log.wait_for(&["start gen=1"]);
+    for round in 2..=3 {
+        fs::remove_dir_all(sb.path("project/target")).unwrap();
+        h.expect(&["the command's executable is gone"]);
+        fs::create_dir(sb.path("project/target")).unwrap();
+        fs::create_dir(&debug).unwrap();
+        replace_like_cargo(&fixture_exe(), &app);
+        h.expect(&[&format!("gen {round} started"), "(binary changed)"]);
+        log.wait_for(&[&format!("start gen={round}")]);
+    }
+    // The watch is back on the binary's own directory: a plain rebuild restarts.
+    replace_by_rename(&fixture_exe(), &app);
+    h.expect(&["gen 4 started", "(binary changed)"]);
+    // And only there: the directories above are no longer watched.
+    #[cfg(target_os = "linux")]
+    wait_until(
+        "one inotify watch left",
+        || inotify_watches(h.pid()) == 1,
+        || format!("{} watches", inotify_watches(h.pid())),
+    );
+}
+
+/// How many inotify watches a process holds (from /proc/PID/fdinfo).
+#[cfg(target_os = "linux")]
+fn inotify_watches(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count()
+        })
+        .sum()
+}
+
+/// The same, with the directories made again by a build that creates them all at once,
+/// before the watch has moved: whatever appeared meanwhile is looked at.
+#[test]
+fn survives_a_rebuild_racing_the_directories_coming_back() {
+    let sb = Sandbox::new();
+    let debug = sb.path("project/target/debug");
+    fs::create_dir_all(&debug).unwrap();
+    let app = debug.join("app");
+    replace_by_rename(&fixture_exe(), &app);
+    let log = sb.log();
+    let mut h = Hotrun::start(&[app.as_os_str(), "--log".as_ref(), log.arg()]);
+    h.expect(&["gen 1 started"]);
+    for round in 2..=6 {
+        fs::remove_dir_all(sb.path("project/target")).unwrap();
+        fs::create_dir_all(&debug).unwrap();
+        replace_like_cargo(&fixture_exe(), &app);
+        h.expect(&[&format!("gen {round} started"), "(binary changed)"]);
+    }
+}
+
+/// `--poll` for file systems without events: no inotify at all, and yet a rebuild and
+/// every save restart, including a second save of the same size within the same second
+/// (which a whole-second mtime comparison would miss).
+#[test]
+fn poll_mode_sees_rebuilds_and_saves_without_file_events() {
+    let sb = Sandbox::new();
+    let watched = sb.path("static");
+    fs::create_dir_all(&watched).unwrap();
+    let page = watched.join("index.html");
+    fs::write(&page, "a\n").unwrap();
+    let mut h = start_fixture(
+        &sb,
+        &[
+            "--poll",
+            "20ms",
+            "--watch",
+            watched.to_str().unwrap(),
+            "--debounce",
+            "0",
+        ],
+        &[],
+    );
+    h.expect(&["gen 1 started"]);
+    #[cfg(target_os = "linux")]
+    {
+        let fds: Vec<String> = fs::read_dir(format!("/proc/{}/fd", h.pid()))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| fs::read_link(e.path()).ok())
+            .map(|l| l.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !fds.iter().any(|l| l.contains("inotify")),
+            "--poll uses no inotify: {fds:?}"
+        );
+    }
+    replace_like_cargo(&fixture_exe(), &sb.path("app"));
+    h.expect(&["gen 2 started", "(binary changed)"]);
+    // Saved whole (written beside, renamed over), so that no round sees half a save.
+    let save = |content: &str| save_from_outside(&sb.path(".saving"), &page, content);
+    save("b\n");
+    h.expect(&["gen 3 started", "index.html changed"]);
+    save("c\n");
+    h.expect(&["gen 4 started", "index.html changed"]);
+    // Ignore rules hold in poll mode too.
+    fs::write(watched.join(".index.html.swp"), "swap\n").unwrap();
+    save("d\n");
+    let line = h.expect(&["gen 5 started"]);
+    assert!(line.contains("index.html changed"), "{line}");
+    assert_eq!(h.count(&[".swp"]), 0, "{}", h.transcript());
+}
+
+fn save_from_outside(tmp: &Path, dest: &Path, content: &str) {
+    fs::write(tmp, content).unwrap();
+    fs::rename(tmp, dest).unwrap();
+}
+
+/// The real thing: `cargo clean`, then `cargo build`, on a tiny project.
+#[test]
+fn real_cargo_clean_then_build_restarts_once() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let sb = Sandbox::new();
+    let project = sb.path("tiny");
+    fs::create_dir_all(project.join("src")).unwrap();
+    fs::write(
+        project.join("Cargo.toml"),
+        "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
+    )
+    .unwrap();
+    let run_cargo = |args: &[&str]| {
+        let out = std::process::Command::new(&cargo)
+            .args(args)
+            .args(["--offline", "--quiet"])
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", project.join("target"))
+            .env_remove("RUSTFLAGS")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cargo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let build = |n: u32| {
+        fs::write(
+            project.join("src/main.rs"),
+            format!(
+                "fn main() {{ let log = std::env::args().nth(2).unwrap();\n\
+                 let line = format!(\"start gen={{}} build={n}\\n\", std::env::var(\"HOTRUN_GEN\").unwrap());\n\
+                 use std::io::Write; std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap().write_all(line.as_bytes()).unwrap();\n\
+                 loop {{ std::thread::park(); }} }}\n"
+            ),
+        )
+        .unwrap();
+        run_cargo(&["build"]);
+    };
+    build(1);
+    let binary = project.join("target/debug/tiny");
+    let log = sb.log();
+    let mut h = Hotrun::start(&[binary.as_os_str(), "--log".as_ref(), log.arg()]);
+    h.expect(&["gen 1 started"]);
+    log.wait_for(&["start gen=1", "build=1"]);
+    run_cargo(&["clean"]);
+    assert!(!project.join("target").exists());
+    build(2);
+    h.expect(&["gen 2 started", "(binary changed)"]);
+    log.wait_for(&["start gen=2", "build=2"]);
+    // Once: the next restart is the one asked for.
+    h.signal(nix::sys::signal::Signal::SIGHUP);
+    let line = h.expect(&["gen 3 started"]);
+    assert!(line.contains("(SIGHUP)"), "{line}\n{}", h.transcript());
+}
