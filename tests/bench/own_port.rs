@@ -68,6 +68,11 @@ fn contenders(hotrun: &Path) -> Vec<(String, Tool, &'static [&'static str])> {
             tools.push((name.to_string(), tool, &[][..]));
         }
     }
+    // BENCH_TOOLS=hotrun,entr runs only the tools whose names start with those words.
+    if let Ok(only) = std::env::var("BENCH_TOOLS") {
+        let only: Vec<&str> = only.split(',').collect();
+        tools.retain(|(name, _, _)| only.iter().any(|o| name.starts_with(o)));
+    }
     tools
 }
 
@@ -88,6 +93,9 @@ fn with_server(
         STARTUP_MS.to_string(),
     ];
     let mut child: Child = tool.start_with(sc.dir.path(), &sc.app, &sc.log, hotrun_args, &extra);
+    // The client starts once the server is up: refusals while it first starts are no
+    // restart's.
+    crate::load::wait_log_count(&sc.log, "listening gen=", 1);
     let client = Client::start(port);
     assert!(
         client.wait_newer(0),
