@@ -321,7 +321,16 @@ impl Service {
                 });
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
-                Err(_) => return,
+                Err(err) => {
+                    // Unanswerable from now on: the generations' filtered calls fail
+                    // (ENOSYS) once the listeners close with this thread.
+                    let _ = self.tx.send(Input::Warning(format!(
+                        "socket takeover stopped (poll: {err}); the servers' bind, listen and \
+                         accept calls fail from now on: restart hotrun, with --no-takeover if \
+                         it happens again"
+                    )));
+                    return;
+                }
             }
             let ready: Vec<(usize, PollFlags)> = fds
                 .iter()
@@ -623,6 +632,15 @@ impl Service {
         let Some(ino) = inode(&socket).filter(|ino| g.bound.contains(ino)) else {
             return Reply::Continue;
         };
+        let Some(key) = tcp_key(socket.as_fd()) else {
+            return Reply::Continue;
+        };
+        if self.held.iter().any(|h| h.key == Some(key)) {
+            // A second socket on a held address (SO_REUSEPORT listeners bound before the
+            // first listened): it lives and dies with its generation; later generations get
+            // the one hotrun holds.
+            return Reply::Continue;
+        }
         // SAFETY: listen on hotrun's own reference to the caller's socket.
         let rc = unsafe { libc::listen(socket.as_raw_fd(), backlog.max(self.backlog)) };
         if rc < 0 {
@@ -631,9 +649,6 @@ impl Service {
         if let Some(g) = self.generations.get_mut(&generation) {
             g.bound.remove(&ino);
         }
-        let Some(key) = tcp_key(socket.as_fd()) else {
-            return Reply::Value(0);
-        };
         let addr = key.to_string();
         self.next_held += 1;
         self.held.push(Held {

@@ -173,10 +173,16 @@ fn v6(port: u16) -> SocketAddr {
 
 /// `restarts` SIGHUP restarts under load, each waited for (the new generation ready, the
 /// old one stopped, and more answers after that); then no request may have failed.
-fn restarts_under_load(h: &mut Hotrun, load: Load, restarts: u64, first_gen: u64) {
+fn restarts_under_load(h: &mut Hotrun, load: Load, restarts: u64) {
+    restarts_under_load_taking(h, load, restarts, 1);
+}
+
+/// As `restarts_under_load`, each restart taking `binds` sockets over.
+fn restarts_under_load_taking(h: &mut Hotrun, load: Load, restarts: u64, binds: usize) {
     load.wait_more(5, h);
     let taken_before = h.count(&["took over"]);
-    for g in first_gen + 1..=first_gen + restarts {
+    // Generation 1 serves when this is called.
+    for g in 2..=1 + restarts {
         h.signal(Signal::SIGHUP);
         h.expect(&[&format!("gen {g} ready"), "(listen)"]);
         h.expect(&[&format!("gen {} stopped cleanly", g - 1)]);
@@ -193,7 +199,7 @@ fn restarts_under_load(h: &mut Hotrun, load: Load, restarts: u64, first_gen: u64
     );
     assert_eq!(
         h.count(&["took over"]),
-        taken_before + restarts as usize,
+        taken_before + restarts as usize * binds,
         "every restart took the socket over\n{}",
         h.transcript()
     );
@@ -218,7 +224,7 @@ fn a_server_binding_its_own_port_loses_no_request_across_20_restarts() {
     let mut h = fixture_server(&sb, &[], port, &["--default-signals"]);
     let line = h.expect_anywhere(&["gen 1 listens on", "hotrun holds"]);
     assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
-    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Raw), 20, 1);
+    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Raw), 20);
 }
 
 #[test]
@@ -246,7 +252,7 @@ fn behind_sh_c_the_grandchild_server_is_taken_over_too() {
     let server = pid_in(&log.wait_for(&["start gen=1"]));
     assert!(line.contains(&format!("port={port}")));
     assert_ne!(server, h.pid());
-    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Raw), 20, 1);
+    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Raw), 20);
 }
 
 #[test]
@@ -272,7 +278,7 @@ fn python_http_server_loses_no_request_across_20_restarts() {
         port_arg.as_ref(),
     ]);
     h.expect(&["gen 1 listens on", &format!("127.0.0.1:{port}")]);
-    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Http), 20, 1);
+    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Http), 20);
 }
 
 /// A Go net/http server on ":PORT" (an IPv6 socket on [::] that serves IPv4 too).
@@ -332,12 +338,7 @@ fn go_net_http_dual_stack_loses_no_request_over_ipv4_and_ipv6_across_20_restarts
         line.contains(&format!("[::]:{port} (IPv4 too)")),
         "Go's \":PORT\" is one dual-stack socket: {line}"
     );
-    restarts_under_load(
-        &mut h,
-        Load::start(vec![v4(port), v6(port)], Ask::Http),
-        20,
-        1,
-    );
+    restarts_under_load(&mut h, Load::start(vec![v4(port), v6(port)], Ask::Http), 20);
 }
 
 #[test]
@@ -365,7 +366,7 @@ fn go_run_compiles_under_the_filter_and_its_server_is_taken_over() {
         },
     );
     h.expect(&["gen 1 listens on", &format!("[::]:{port}")]);
-    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Http), 20, 1);
+    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Http), 20);
 }
 
 #[test]
@@ -444,7 +445,7 @@ fn generations_that_agree_on_non_blocking_mode_share_the_socket() {
     let sb = Sandbox::new();
     let (_reserved, port) = reserve_port();
     let mut h = fixture_server(&sb, &[], port, &["--nonblocking-from-gen", "1"]);
-    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Raw), 5, 1);
+    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Raw), 5);
 }
 
 /// The backlog of the listening socket on `port` (`ss`: Send-Q of a listener).
@@ -577,7 +578,7 @@ fn a_server_that_binds_the_listen_address_itself_gets_that_socket() {
     assert!(took.contains("the listening socket hotrun holds"), "{took}");
     sb.log()
         .wait_for(&["listening gen=1", &format!("port={port}")]);
-    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Raw), 5, 1);
+    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Raw), 5);
 }
 
 #[test]
@@ -789,4 +790,55 @@ fn where_seccomp_is_denied_hotrun_says_so_once_and_restarts_the_plain_way() {
 #[test]
 fn where_installing_a_filter_is_denied_hotrun_says_so_once_and_restarts_the_plain_way() {
     denied("install");
+}
+
+/// A server with two SO_REUSEPORT listeners on one port (per-thread accept loops).
+const PY_REUSEPORT: &str = r#"
+import os, socket, sys, threading
+port = int(sys.argv[1])
+gen = os.environ.get("HOTRUN_GEN")
+def serve(s):
+    while True:
+        c, _ = s.accept()
+        c.sendall(b"gen=%s\n" % gen.encode())
+        c.close()
+socks = []
+for _ in range(2):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("127.0.0.1", port))
+    socks.append(s)
+for s in socks:
+    s.listen(16)
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
+threading.Event().wait()
+"#;
+
+#[test]
+fn reuseport_listeners_of_one_server_all_get_the_held_socket() {
+    if !have("python3", "--version") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let script = sb.path("reuseport.py");
+    fs::write(&script, PY_REUSEPORT).unwrap();
+    let port_arg = port.to_string();
+    let mut h = Hotrun::start(&[
+        "--".as_ref(),
+        "python3".as_ref(),
+        script.as_os_str(),
+        port_arg.as_ref(),
+    ]);
+    h.expect(&["gen 1 listens on", &format!("127.0.0.1:{port}")]);
+    // Both of gen 2's binds get the one socket hotrun holds; gen 1's second socket dies
+    // with gen 1 (were it held, connections balanced to it would wait forever).
+    restarts_under_load_taking(&mut h, Load::start(vec![v4(port)], Ask::Raw), 5, 2);
+    assert_eq!(
+        h.count(&["hotrun holds that socket"]),
+        1,
+        "{}",
+        h.transcript()
+    );
 }
