@@ -3,12 +3,14 @@
 //!
 //! * `bind` of an address hotrun holds (same family, address, port, V6ONLY): the held
 //!   socket is installed at the caller's descriptor (`SECCOMP_IOCTL_NOTIF_ADDFD` with
-//!   `SETFD`, close-on-exec as the caller had it) and the call returns 0. Any other bind
-//!   runs as usual; a TCP bind with a port is remembered, so that its `listen` can be held.
-//! * `listen` on a socket bound that way: hotrun runs the `listen` itself on its own
-//!   reference to the socket (`pidfd_getfd`), with at least hotrun's backlog, and holds the
-//!   socket from then on. `listen` on a held socket returns 0 without running: the accept
-//!   queue is shared, and each `listen(n)` would set its length anew.
+//!   `SETFD`, close-on-exec as the caller had it) and the call returns 0. A first TCP bind
+//!   with a port is done by hotrun on its own reference to the caller's socket
+//!   (`pidfd_getfd`), which it holds from then on — except for a privileged port, whose
+//!   bind runs as the caller (with its privileges, not hotrun's) and is held at `listen`.
+//!   Anything else (port 0, UDP, unix, netlink) runs as usual.
+//! * `listen` on a held socket: the first one is run by hotrun, with at least hotrun's
+//!   backlog; later ones return 0 without running: the accept queue is shared, and each
+//!   `listen(n)` would set its length anew.
 //! * `accept`/`accept4` on a held socket: a non-blocking one runs as usual; a blocking
 //!   one runs when a connection waits, otherwise it waits in hotrun, which polls the held
 //!   socket and lets the oldest waiting `accept` run when a connection comes. So no
@@ -557,15 +559,45 @@ impl Service {
         let Some(key) = SockKey::from_sockaddr(&raw[..len], v6only) else {
             return Reply::Continue;
         };
-        let Some(index) = self.held.iter().position(|h| h.key == Some(key)) else {
-            // A first bind: it runs as usual (with the caller's own privileges); its
-            // listen makes hotrun hold the socket.
+        if let Some(index) = self.held.iter().position(|h| h.key == Some(key)) {
+            return self.take_over(generation, call, index);
+        }
+        if key.port() < unprivileged_port_start() {
+            // A privileged port: the bind runs as the caller (with its own privileges, not
+            // hotrun's); its listen makes hotrun hold the socket.
             if let (Some(g), Some(ino)) = (self.generations.get_mut(&generation), inode(&socket)) {
                 g.bound.insert(ino);
             }
             return Reply::Continue;
+        }
+        // A first bind: hotrun binds the caller's socket itself and holds it from now on, so
+        // that a second bind of the address (SO_REUSEPORT listeners of one server) shares
+        // this socket and its one queue rather than making another.
+        let raw_addr = &raw[..len];
+        // SAFETY: bind on hotrun's own reference to the caller's socket, with the address
+        // bytes the caller passed (length checked above).
+        let rc = unsafe {
+            libc::bind(
+                socket.as_raw_fd(),
+                raw_addr.as_ptr().cast(),
+                libc::socklen_t::try_from(len).unwrap_or(0),
+            )
         };
-        self.take_over(generation, call, index)
+        if rc < 0 {
+            return Reply::Error(Errno::last() as i32);
+        }
+        self.next_held += 1;
+        self.held.push(Held {
+            id: self.next_held,
+            key: Some(key),
+            name: key.to_string(),
+            fd: socket,
+            users: BTreeSet::from([generation]),
+            permanent: false,
+            handed_over: None,
+        });
+        self.publish_ports();
+        Reply::Value(0)
     }
 
     /// Installs held socket `index` at the caller's descriptor.
@@ -614,10 +646,21 @@ impl Service {
 
     fn listen(&mut self, generation: Generation, call: &Call, backlog: i32) -> Reply {
         if let Some(held) = self.held_at(call) {
-            // Already listening with the queue every generation shares.
             let addr = self.held[held].name.clone();
             self.held[held].users.insert(generation);
-            self.tell(generation, SocketNews::Listening { addr, first: false });
+            if getsockopt(&self.held[held].fd, sockopt::AcceptConn).unwrap_or(false) {
+                // Already listening with the queue every generation shares.
+                self.tell(generation, SocketNews::Listening { addr, first: false });
+                return Reply::Value(0);
+            }
+            // Bound by hotrun for this generation: its first listen.
+            // SAFETY: listen on hotrun's own held socket.
+            let rc =
+                unsafe { libc::listen(self.held[held].fd.as_raw_fd(), backlog.max(self.backlog)) };
+            if rc < 0 {
+                return Reply::Error(Errno::last() as i32);
+            }
+            self.tell(generation, SocketNews::Listening { addr, first: true });
             return Reply::Value(0);
         }
         let Some(g) = self.generations.get(&generation) else {
@@ -934,6 +977,14 @@ fn tgid(tid: i32) -> Option<i32> {
         .lines()
         .find_map(|l| l.strip_prefix("Tgid:"))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The first port a process may bind without privileges (`ip_unprivileged_port_start`).
+fn unprivileged_port_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(1024)
 }
 
 /// Whether thread `tid` blocks `signal` (`SigBlk:` in /proc/TID/status).
