@@ -842,3 +842,39 @@ fn reuseport_listeners_of_one_server_all_get_the_held_socket() {
         h.transcript()
     );
 }
+
+#[test]
+fn a_privileged_port_binds_as_the_server_and_is_held_once_it_listens() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "this test binds a port below 1024 and needs root, which CI has"
+        );
+        eprintln!("SKIPPED: binding a port below 1024 needs root");
+        return;
+    }
+    // A port below 1024 no one uses, reserved like the others (SO_REUSEADDR, no listen).
+    let (reserved, port) = (600u16..1024)
+        .find_map(|p| {
+            let fd = socket(
+                AddressFamily::Inet,
+                SockType::Stream,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .ok()?;
+            setsockopt(&fd, sockopt::ReuseAddr, &true).ok()?;
+            let addr = SockaddrIn::from(std::net::SocketAddrV4::new(
+                std::net::Ipv4Addr::UNSPECIFIED,
+                p,
+            ));
+            bind(fd.as_raw_fd(), &addr).ok().map(|()| (fd, p))
+        })
+        .expect("a free port below 1024");
+    let sb = Sandbox::new();
+    let mut h = fixture_server(&sb, &[], port, &[]);
+    h.expect_anywhere(&["gen 1 listens on", &format!("127.0.0.1:{port}")]);
+    restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Raw), 3);
+    drop(reserved);
+}
