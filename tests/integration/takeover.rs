@@ -225,6 +225,31 @@ fn a_server_binding_its_own_port_loses_no_request_across_20_restarts() {
     let line = h.expect_anywhere(&["gen 1 listens on", "hotrun holds"]);
     assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
     restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Raw), 20);
+    // The socket each generation got at its descriptor kept close-on-exec (std asks for
+    // it), though hotrun's own copy came from pidfd_getfd.
+    for g in 1..=21 {
+        let line = sb.log().wait_for(&[&format!("listening gen={g} ")]);
+        assert!(line.contains("cloexec=1"), "{line}");
+    }
+}
+
+#[test]
+fn sigkill_of_hotrun_ends_a_server_waiting_in_accept_and_frees_its_port() {
+    let sb = Sandbox::new();
+    let (reserved, port) = reserve_port();
+    let h = fixture_server(&sb, &[], port, &[]);
+    let log = sb.log();
+    let server = pid_in(&log.wait_for(&["start gen=1"]));
+    // Its accept waits in hotrun (no connection queued) when hotrun dies: the guardian
+    // still ends the group, and nothing holds the port any more.
+    h.signal(Signal::SIGKILL);
+    wait_gone(server);
+    drop(reserved);
+    wait_until(
+        "the port to be free",
+        || std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        String::new,
+    );
 }
 
 #[test]
