@@ -29,7 +29,7 @@ use crate::report::Reporter;
 use crate::sockets::{self, ListenAddr, Listeners};
 use crate::supervisor::{Readiness, Supervisor};
 use crate::takeover::{self, Seed, Takeover};
-use crate::{ignores, orphans, program, signals, watcher};
+use crate::{footprint, ignores, orphans, program, signals, watcher};
 
 /// What the event sources send to the loop.
 #[derive(Debug)]
@@ -177,6 +177,8 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
     let mut drill = config.drill.map(|d| Drill::new(d, &world.listeners.bound));
     let mut queue = VecDeque::new();
     let mut actions = supervisor.start(Instant::now());
+    // Start-up's code is given back once, when the loop first waits with nothing to do.
+    let mut started = false;
     loop {
         for action in actions.drain(..) {
             if let (Some(drill), Action::Report(status)) = (drill.as_mut(), &action) {
@@ -213,6 +215,10 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
                 .into_iter()
                 .flatten()
                 .min();
+                if !started && deadline.is_none() && rx.is_empty() {
+                    started = true;
+                    footprint::shed_startup_pages();
+                }
                 let input = match deadline {
                     Some(deadline) => rx.recv_deadline(deadline).ok(),
                     // `tx` lives in this frame, so the channel never disconnects.

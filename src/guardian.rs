@@ -288,6 +288,8 @@ fn guard(pipe: RawFd) {
         pipe
     };
     close_all_but(pipe);
+    // It waits in read() for the rest of hotrun's life, running a few functions.
+    crate::footprint::shed_startup_pages();
     let mut registered = Registered::default();
     let mut buf = [0u8; 4096];
     let mut line = Vec::with_capacity(256);

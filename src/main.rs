@@ -8,6 +8,7 @@ mod drill;
 mod event;
 mod events;
 mod exit;
+mod footprint;
 mod guardian;
 mod ignores;
 mod orphans;
