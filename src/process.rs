@@ -7,7 +7,7 @@
 //! reaped only after the supervisor has stopped signalling its group, and while the
 //! unreaped leader exists its pgid cannot be handed to another process.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -202,6 +202,43 @@ impl Spawner {
             stopped: None,
         })
     }
+}
+
+/// Starts the build command (`--build`): `/bin/sh -c COMMAND` in a new process group of
+/// its own, like a generation (so the whole build, compilers included, is stopped with
+/// one signal), with stdin on `/dev/null` and hotrun's stdout and stderr untouched (so
+/// cargo still sees a terminal and colours its output); with `stdout_to_stderr`, its
+/// stdout goes to hotrun's stderr (stdout carries `--events -`). It gets no socket, no
+/// `HOTRUN_GEN`, and none of the `LISTEN_*`/`NOTIFY_SOCKET` variables hotrun inherited.
+pub(crate) fn spawn_build(command: &OsStr, stdout_to_stderr: bool) -> io::Result<Leader> {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(command)
+        .process_group(0)
+        .stdin(Stdio::null());
+    for var in NOT_INHERITED {
+        cmd.env_remove(var);
+    }
+    if stdout_to_stderr {
+        cmd.stdout(Stdio::from(io::stderr().as_fd().try_clone_to_owned()?));
+    }
+    let parent = nix::unistd::getpid().as_raw();
+    // SAFETY: `child_setup` runs between fork and exec and only makes async-signal-safe
+    // system calls (sigprocmask, signal, prctl, getppid, close_range, fcntl); it
+    // allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || child_setup(parent, 0, -1));
+    }
+    let child = cmd.spawn()?;
+    let pid = Pid::from_raw(child.id() as i32);
+    // Dropping a std Child neither waits nor kills: hotrun reaps it itself.
+    drop(child);
+    Ok(Leader {
+        pid,
+        pgid: Pgid(pid),
+        exited: false,
+        stopped: None,
+    })
 }
 
 /// The trampoline's `main`: `args` are what follows `TRAMPOLINE_ARG`.

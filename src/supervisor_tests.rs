@@ -27,6 +27,7 @@ fn settings(on_exit: OnExit) -> Settings {
         ready: Readiness::Auto,
         ready_timeout: Duration::from_secs(30),
         drain: DRAIN,
+        build: None,
     }
 }
 
@@ -1156,3 +1157,7 @@ fn sigkill_is_remembered_with_its_reason() {
     assert_eq!(end.and_then(|e| e.killed), Some(Kill::Forced));
     assert!(end.is_some_and(|e| !e.is_clean()));
 }
+
+/// `--build`.
+#[path = "supervisor_build_tests.rs"]
+mod build;

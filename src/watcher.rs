@@ -112,6 +112,11 @@ pub(crate) fn start(
         .chain(files.iter().map(PathBuf::as_path))
     {
         let parent = parent_of(file);
+        if Some(file) == binary && !parent.is_dir() {
+            // Not built yet (--build on a fresh clone): the poll thread watches it once
+            // the directory appears.
+            continue;
+        }
         inner
             .watch(parent, RecursiveMode::NonRecursive)
             .with_context(|| format!("cannot watch {}", parent.display()))?;
