@@ -565,6 +565,9 @@ fn build_settings_for(
         }
     }
     ignore_dirs.retain(|dir| !watch.iter().any(|w| w.starts_with(dir)));
+    // target/ holds target/debug: one is enough.
+    let all = ignore_dirs.clone();
+    ignore_dirs.retain(|dir| !all.iter().any(|d| d != dir && dir.starts_with(d)));
     let restart_after_every_build = [Some(program), Some(binary)]
         .into_iter()
         .flatten()
@@ -933,10 +936,7 @@ mod tests {
         };
         // cargo: the profile directory and the target directory around it.
         let cargo = settings("/p/target/debug/server", &["/p"], Some("/p/ev.jsonl"));
-        assert_eq!(
-            cargo.ignore_dirs,
-            vec![p.join("target/debug"), p.join("target")]
-        );
+        assert_eq!(cargo.ignore_dirs, vec![p.join("target")]);
         assert!(cargo.ignore_files.contains(&p.join("target/debug/server")));
         assert!(cargo.ignore_files.contains(&p.join("ev.jsonl")));
         assert!(!cargo.restart_after_every_build);
@@ -945,7 +945,10 @@ mod tests {
             &["/p"],
             None,
         );
-        assert!(cross.ignore_dirs.contains(&p.join("target")));
+        assert_eq!(cross.ignore_dirs, vec![p.join("target")]);
+        // Watching target/ itself (why not): then only the profile directory is left out.
+        let odd = settings("/p/target/debug/server", &["/p/target"], None);
+        assert_eq!(odd.ignore_dirs, vec![p.join("target/debug")]);
         // `go build -o server` in the watched directory: the executable alone.
         let go = settings("/p/server", &["/p"], None);
         assert!(go.ignore_dirs.is_empty(), "{:?}", go.ignore_dirs);

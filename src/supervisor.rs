@@ -123,8 +123,34 @@ impl BuildSettings {
     /// Whether a change of `path` runs the build.
     pub(crate) fn triggers(&self, path: &std::path::Path) -> bool {
         !self.ignore_files.iter().any(|f| f == path)
-            && !self.ignore_dirs.iter().any(|d| path.starts_with(d))
+            && !self.ignore_dirs.iter().any(|d| within(path, d))
     }
+}
+
+/// Whether `path` lies in `dir`, or in the temporary sibling a build tool makes `dir`
+/// from: cargo creates its target directory atomically, as `target` + 6 random
+/// characters renamed into place (`create_dir_all_excluded_from_backups_atomically`).
+fn within(path: &std::path::Path, dir: &std::path::Path) -> bool {
+    if path.starts_with(dir) {
+        return true;
+    }
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return false;
+    };
+    let Some(first) = path
+        .strip_prefix(parent)
+        .ok()
+        .and_then(|rest| rest.components().next())
+    else {
+        return false;
+    };
+    let (first, name) = (
+        first.as_os_str().as_encoded_bytes(),
+        name.as_encoded_bytes(),
+    );
+    first.len() == name.len() + 6
+        && first.starts_with(name)
+        && first[name.len()..].iter().all(u8::is_ascii_alphanumeric)
 }
 
 /// How long spawn attempts that fail with a transient error are retried, counted from the
@@ -155,6 +181,11 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// let finish (and one more follows it): a build that writes into a watched directory
 /// would otherwise stop itself forever.
 pub(crate) const BUILD_STOP_STREAK: u32 = 3;
+
+/// Files build tools write themselves during a build (cargo writes Cargo.lock when it is
+/// missing or out of date): a change of one during a build does not stop it; one more
+/// build follows instead (which finds nothing to do if the build wrote it).
+const WRITTEN_BY_BUILDS: &[&str] = &["Cargo.lock"];
 
 /// A build started by a path that changed this soon (plus the quiet period) after the
 /// build it started before had ended…
@@ -1253,9 +1284,15 @@ impl Supervisor {
             self.start_build(BuildTrigger::Changed(path), now, out);
             return;
         };
+        let written_by_build = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| WRITTEN_BY_BUILDS.contains(&n));
         if build.stop.is_some() {
             // Already being stopped for an earlier change: the next build takes this too.
             self.builds.again = Some(path);
+        } else if written_by_build {
+            self.builds.again.get_or_insert(path);
         } else if self.builds.stopped_in_a_row >= BUILD_STOP_STREAK {
             if self.builds.again.is_none() {
                 out.push(Action::Report(Status::BuildQueued {

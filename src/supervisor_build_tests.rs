@@ -309,6 +309,7 @@ fn the_build_and_the_binary_directory_never_run_the_build() {
         "/p/target/debug/server",
         "/p/target/debug/deps/server-1234",
         "/p/target/.rustc_info.json",
+        "/p/targetAb12Cd/debug",
         "/p/events.jsonl",
     ] {
         let a = h.ev(Event::PathChanged(PathBuf::from(path)));
@@ -568,5 +569,26 @@ fn build_settings_tell_what_runs_the_build() {
     assert!(b.triggers(Path::new("/p/targets.txt")));
     assert!(!b.triggers(Path::new("/p/target/debug/server")));
     assert!(!b.triggers(Path::new("/p/target/CACHEDIR.TAG")));
+    // cargo makes target/ as a temporary sibling first, then renames it.
+    assert!(!b.triggers(Path::new("/p/targetvwSKUG")));
+    assert!(!b.triggers(Path::new("/p/targetvwSKUG/CACHEDIR.TAG")));
+    assert!(b.triggers(Path::new("/p/targets")));
+    assert!(b.triggers(Path::new("/p/target-notes.txt")));
     assert!(!b.triggers(Path::new("/p/events.jsonl")));
+}
+
+#[test]
+fn cargo_writing_its_lock_file_during_a_build_does_not_stop_it() {
+    let mut h = building_at_start(with_build(OnExit::Wait));
+    let a = h.change("/p/Cargo.lock");
+    assert!(build_signals(&a).is_empty(), "{a:?}");
+    assert!(a.iter().all(|x| !matches!(x, Action::Report(_))), "{a:?}");
+    let a = h.build_exited(1, ChildEnd::Exited(0), Some(sig(1)));
+    assert_eq!(spawns(&a), vec![1]);
+    assert_eq!(builds(&a), vec![2], "one more build follows");
+    // An edit during that one stops it as usual.
+    assert_eq!(
+        build_signals(&h.change("/p/src/main.rs")),
+        vec![(2, Signal::SIGTERM)]
+    );
 }
