@@ -7,6 +7,7 @@
 //! target/release/examples/bench                 # everything: reaction (21 runs), load (100 restarts)
 //! target/release/examples/bench reaction 41     # only reaction latency, 41 runs per case
 //! target/release/examples/bench load 200        # only downtime under load, 200 restarts
+//! target/release/examples/bench build           # only the edit -> build -> restart loop
 //! ```
 //!
 //! Latency is measured from the moment the benchmark replaces the binary (the rename, the
@@ -15,6 +16,9 @@
 //! for every tool alike).
 #![allow(clippy::unwrap_used)]
 
+mod build;
+#[path = "../shared/cargo_project.rs"]
+mod cargo_project;
 mod load;
 mod own_port;
 
@@ -38,7 +42,9 @@ fn main() {
     kill_tracked_on_panic();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let what = match args.first().map(String::as_str) {
-        Some(w @ ("reaction" | "load" | "own-port" | "filter" | "soak" | "all")) => w.to_string(),
+        Some(w @ ("reaction" | "load" | "own-port" | "filter" | "soak" | "build" | "all")) => {
+            w.to_string()
+        }
         _ => "all".to_string(),
     };
     let count: Option<usize> = args.iter().find_map(|a| a.parse().ok());
@@ -65,6 +71,9 @@ fn main() {
     }
     if all || what == "filter" {
         own_port::filter_cost(&hotrun, &fixture, count.unwrap_or(20_000).max(100));
+    }
+    if all || what == "build" {
+        build::build_loop(&hotrun);
     }
     if all || what == "soak" {
         soak(&hotrun, &fixture, count.unwrap_or(10_000).max(10));
