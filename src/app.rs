@@ -310,17 +310,23 @@ impl World {
                 });
             }
         }
+        // The newest generation: the one whose executable a build is compared with.
+        let newest = self.leaders.values().next_back().map(|l| l.pid);
         if let Some((build, leader)) = self.build.as_mut().and_then(|b| b.running.as_mut())
             && !leader.exited
             && let Some(end) = process::leader_end(leader.pid)
         {
             leader.exited = true;
+            // The build is over: what it left at the command's path is final.
+            let binary = file_sig(&self.spawner.program);
+            let same_as_running = end == crate::event::ChildEnd::Exited(0)
+                && newest.is_some_and(|pid| process::same_content(&self.spawner.program, pid));
             queue.push_back(Event::BuildExited {
                 build: *build,
                 end,
                 group_empty: process::group_is_empty(leader.pgid, leader.pid),
-                // The build is over: what it left at the command's path is final.
-                binary: file_sig(&self.spawner.program),
+                binary,
+                same_as_running,
             });
         }
         if any_exit && self.repair_sockets() {

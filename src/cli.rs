@@ -540,7 +540,11 @@ fn build_settings_for(
     watch: &[PathBuf],
     events: Option<&Path>,
 ) -> BuildSettings {
-    let mut ignore_files = vec![binary.to_path_buf()];
+    // Go probes the umask with a file beside its output (`go build -o server` writes
+    // server-go-tmp-umask, then removes it) on every build that moves its output there.
+    let mut go_probe = binary.as_os_str().to_owned();
+    go_probe.push("-go-tmp-umask");
+    let mut ignore_files = vec![binary.to_path_buf(), PathBuf::from(go_probe)];
     if let Some(events) = events.filter(|p| *p != Path::new("-")) {
         ignore_files.push(canonical_lenient(&absolute(events)));
     }
@@ -954,6 +958,7 @@ mod tests {
         assert!(go.ignore_dirs.is_empty(), "{:?}", go.ignore_dirs);
         assert!(go.triggers(&p.join("main.go")));
         assert!(!go.triggers(&p.join("server")));
+        assert!(!go.triggers(&p.join("server-go-tmp-umask")));
         let bin = settings("/p/bin/server", &["/p/src"], None);
         assert_eq!(bin.ignore_dirs, vec![p.join("bin")]);
         // A wrapper that no build changes.

@@ -255,12 +255,15 @@ pub(crate) enum Event {
     BuildSpawnFailed { build: BuildId, message: String },
     /// `--build`: the build's first process (the shell) ended. It is not reaped yet, so
     /// its process group id cannot be reused while the supervisor decides. `binary`: what
-    /// is at the command's path now.
+    /// is at the command's path now; `same_as_running`: that file has, byte for byte, the
+    /// content of the newest generation's executable (a build tool that writes its output
+    /// anew when nothing changed: `go build -o`).
     BuildExited {
         build: BuildId,
         end: ChildEnd,
         group_empty: bool,
         binary: Option<FileSig>,
+        same_as_running: bool,
     },
     /// The answer to a `CheckBuildGroup` action.
     BuildGroupChecked { build: BuildId, empty: bool },

@@ -535,7 +535,11 @@ impl Supervisor {
                 end,
                 group_empty,
                 binary,
-            } => self.on_build_exited(build, end, group_empty, binary, now, &mut out),
+                same_as_running,
+            } => {
+                let binary = binary.map(|sig| (sig, same_as_running));
+                self.on_build_exited(build, end, group_empty, binary, now, &mut out);
+            }
             Event::BuildGroupChecked { build, empty } => {
                 self.on_build_group_checked(build, empty, now, &mut out);
             }
@@ -1397,7 +1401,7 @@ impl Supervisor {
         id: BuildId,
         end: ChildEnd,
         group_empty: bool,
-        binary: Option<FileSig>,
+        binary: Option<(FileSig, bool)>,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -1440,7 +1444,7 @@ impl Supervisor {
         if end == ChildEnd::Exited(0) {
             self.on_build_ok(took, binary, now, out);
         } else {
-            self.on_build_failed(end, took, binary, now, out);
+            self.on_build_failed(end, took, binary.map(|(sig, _)| sig), now, out);
         }
         if let Some(path) = self.builds.again.take() {
             self.start_build(BuildTrigger::Changed(path), now, out);
@@ -1448,10 +1452,12 @@ impl Supervisor {
     }
 
     /// A build succeeded: restart if it changed the executable (or nothing runs).
+    /// `binary`: what is at the command's path, and whether its content is the running
+    /// generation's.
     fn on_build_ok(
         &mut self,
         took: Duration,
-        binary: Option<FileSig>,
+        binary: Option<(FileSig, bool)>,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -1459,7 +1465,7 @@ impl Supervisor {
             return;
         };
         self.missing = Missing::No;
-        let Some(binary) = binary.filter(FileSig::is_runnable) else {
+        let Some((binary, same_content)) = binary.filter(|(sig, _)| sig.is_runnable()) else {
             out.push(Action::Report(Status::BuildFinished {
                 took,
                 then: AfterBuild::NoProgram {
@@ -1469,6 +1475,12 @@ impl Supervisor {
             return;
         };
         let idle = self.current.is_none() && matches!(self.mode, Mode::Serving);
+        if same_content && self.binary.is_some() {
+            // Written anew with the very same bytes (`go build -o` does): the running
+            // generation already runs it; its new identity is the one to compare with
+            // from now on (or the watcher's late news of it would restart).
+            self.binary = Some(binary);
+        }
         let changed = self.binary != Some(binary);
         let trigger = if self.nothing_started() {
             Trigger::Start

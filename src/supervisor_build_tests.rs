@@ -71,6 +71,7 @@ impl Harness {
             end,
             group_empty: true,
             binary,
+            same_as_running: false,
         })
     }
 
@@ -231,6 +232,7 @@ fn a_change_during_a_build_stops_it_and_builds_again_once_its_group_is_gone() {
         end: ChildEnd::Signaled(15),
         group_empty: false,
         binary: Some(sig(1)),
+        same_as_running: false,
     });
     assert!(builds(&a).is_empty(), "{a:?}");
     assert!(build_reaps(&a).is_empty(), "{a:?}");
@@ -468,6 +470,7 @@ fn a_shutdown_during_a_build_stops_it_and_waits_for_its_group() {
         end: ChildEnd::Exited(0),
         group_empty: false,
         binary: Some(sig(2)),
+        same_as_running: false,
     });
     assert!(spawns(&a).is_empty(), "{a:?}");
     assert!(exit(&a).is_none(), "{a:?}");
@@ -590,5 +593,35 @@ fn cargo_writing_its_lock_file_during_a_build_does_not_stop_it() {
     assert_eq!(
         build_signals(&h.change("/p/src/main.rs")),
         vec![(2, Signal::SIGTERM)]
+    );
+}
+
+#[test]
+fn a_binary_written_anew_with_the_same_bytes_restarts_nothing() {
+    let mut h = serving_with_build();
+    h.change("/p/README.md");
+    // `go build -o` copies its cached output over the binary: a new identity, same bytes.
+    let a = h.ev(Event::BuildExited {
+        build: BuildId(2),
+        end: ChildEnd::Exited(0),
+        group_empty: true,
+        binary: Some(sig(5)),
+        same_as_running: true,
+    });
+    assert!(spawns(&a).is_empty(), "{a:?}");
+    assert!(reported(&a, |s| matches!(
+        s,
+        Status::BuildFinished {
+            then: AfterBuild::Unchanged { .. },
+            ..
+        }
+    )));
+    // The watcher's late news of that file is no restart either…
+    assert!(spawns(&h.ev(Event::BinaryChanged(Some(sig(5))))).is_empty());
+    // …but a real change later is.
+    h.change("/p/main.go");
+    assert_eq!(
+        spawns(&h.build_exited(3, ChildEnd::Exited(0), Some(sig(6)))),
+        vec![2]
     );
 }

@@ -461,14 +461,17 @@ fn a_change_during_a_slow_script_build_builds_again_and_restarts_once() {
     let log = sb.log();
     let src = sb.path("src");
     fs::create_dir(&src).unwrap();
-    // Each build says which source it saw, waits for the gate, then installs the fixture.
+    // Each build says which source it saw, waits for the gate, then installs the fixture
+    // with that source appended (a program of its own for each version: a build that
+    // writes the same bytes again restarts nothing).
     let build = script(
         &sb,
         "build.sh",
         &format!(
-            "echo \"building pid=$$ saw=$(cat src/v 2>/dev/null || echo none)\" >> builds\n\
+            "v=$(cat src/v 2>/dev/null || echo none)\n\
+             echo \"building pid=$$ saw=$v\" >> builds\n\
              while ! test -e gate; do sleep 0.01; done\n\
-             cp '{}' app.tmp && mv app.tmp app",
+             cp '{}' app.tmp && echo \"$v\" >> app.tmp && mv app.tmp app",
             fixture_exe().display()
         ),
     );
@@ -679,4 +682,80 @@ fn a_build_outlives_no_sigkill_of_hotrun() {
     // PR_SET_PDEATHSIG takes the shell, the guardian the rest of its group.
     wait_gone(shell);
     wait_gone(job);
+}
+
+/// A Go server that serves the socket hotrun passes (fd 3) and says its version.
+const GO_SERVER: &str = r#"package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+)
+
+const version = "@VERSION@"
+
+func main() {
+	listener, err := net.FileListener(os.NewFile(3, "listener"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	http.Serve(listener, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "version=%s gen=%s\n", version, os.Getenv("HOTRUN_GEN"))
+	}))
+}
+"#;
+
+#[test]
+fn go_build_writing_the_same_binary_anew_restarts_nothing() {
+    if Command::new("go").arg("version").output().is_err() {
+        skip("go is not installed");
+        return;
+    }
+    let sb = Sandbox::new();
+    let dir = sb.path("gosrv");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("go.mod"), "module gosrv\n\ngo 1.19\n").unwrap();
+    let write = |version: &str| {
+        fs::write(dir.join("main.go"), GO_SERVER.replace("@VERSION@", version)).unwrap();
+    };
+    write("1");
+    let mut h = Hotrun::start_with(
+        &[
+            "--build",
+            "go build -o server .",
+            "--listen",
+            "127.0.0.1:0",
+            "--",
+            "./server",
+        ],
+        |cmd| {
+            cmd.current_dir(&dir);
+        },
+    );
+    let port = listening_port(&h.expect(&["listening on 127.0.0.1:"]));
+    h.expect(&["gen 1 started", "(start)"]);
+    wait_version(&h, port, "1");
+    // Not the code: go build copies its cached output over ./server again (a new file,
+    // the same bytes), which must not restart.
+    touch(&dir.join("README.md"));
+    h.expect(&["build started (README.md changed)"]);
+    let finished = h.expect(&["build finished in"]);
+    assert!(
+        finished.ends_with("the executable did not change: gen 1 keeps serving"),
+        "{}",
+        h.transcript()
+    );
+    write("2");
+    h.expect(&["build started (main.go changed)"]);
+    h.expect(&["gen 2 started", "(binary changed)"]);
+    assert!(wait_version(&h, port, "2").contains("gen=2"));
+    h.expect(&["gen 1 stopped cleanly"]);
+    stop(&mut h);
+    // Go's umask probe beside its output (server-go-tmp-umask) never built anything.
+    assert_eq!(h.count(&["go-tmp-umask"]), 0, "{}", h.transcript());
+    assert_eq!(h.count(&["gen 3 started"]), 0, "{}", h.transcript());
+    assert_eq!(h.count(&["build started"]), 3, "{}", h.transcript());
 }
