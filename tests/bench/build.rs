@@ -31,7 +31,8 @@ use crate::{spawn_tracked, stop_tracked, which};
 /// The issue's targets: with `--listen --ready notify`, no failed request and no gap
 /// longer than this across the edits and the failed build.
 const TARGET_GAP_MS: f64 = 50.0;
-const EDITS: u32 = 5;
+/// Edits per tool, unless the command line says (`bench build 15`).
+pub(crate) const EDITS: u32 = 5;
 /// How long a broken build is left in place before the fix, with the client asking.
 const BROKEN_FOR: Duration = Duration::from_secs(2);
 /// Between two edits, every tool alike: the old generation has time to stop.
@@ -82,11 +83,11 @@ struct Row {
     builds_ms: Vec<f64>,
 }
 
-pub(crate) fn build_loop(hotrun: &Path) {
+pub(crate) fn build_loop(hotrun: &Path, edits: u32) {
     println!();
     println!(
         "edit -> build -> restart: a small cargo project (a std-only HTTP server that needs \
-         {STARTUP_MS} ms to start); {EDITS} edits, then a failed build and its fix"
+         {STARTUP_MS} ms to start); {edits} edits, then a failed build and its fix"
     );
     let mut contenders = vec![
         Contender::Hotrun,
@@ -110,7 +111,7 @@ pub(crate) fn build_loop(hotrun: &Path) {
         let mut rows = Vec::new();
         for &contender in &contenders {
             eprintln!("  build loop / {} / {client} ...", contender.name());
-            rows.push(run(hotrun, contender, pace));
+            rows.push(run(hotrun, contender, pace, edits));
         }
         report(&rows);
     }
@@ -182,7 +183,7 @@ fn report(rows: &[Row]) {
     }
 }
 
-fn run(hotrun: &Path, contender: Contender, pace: Option<Duration>) -> Row {
+fn run(hotrun: &Path, contender: Contender, pace: Option<Duration>, edits: u32) -> Row {
     let dir = tempfile::Builder::new()
         .prefix("hotrun-bench-build-")
         .tempdir()
@@ -246,7 +247,7 @@ fn run(hotrun: &Path, contender: Contender, pace: Option<Duration>) -> Row {
     client.count_from_now();
 
     let mut edits_ms = Vec::new();
-    for v in 2..2 + EDITS {
+    for v in 2..2 + edits {
         let version = v.to_string();
         let saved = Instant::now();
         project.write_version(&version);
@@ -259,7 +260,7 @@ fn run(hotrun: &Path, contender: Contender, pace: Option<Duration>) -> Row {
     expect(&lines, contender.failed_build());
     thread::sleep(BROKEN_FOR);
     let failed_while_broken = client.failed() - failed_before;
-    let fixed = (2 + EDITS).to_string();
+    let fixed = (2 + edits).to_string();
     let saved = Instant::now();
     project.write_version(&fixed);
     let fix_ms = client

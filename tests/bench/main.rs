@@ -7,7 +7,7 @@
 //! target/release/examples/bench                 # everything: reaction (21 runs), load (100 restarts)
 //! target/release/examples/bench reaction 41     # only reaction latency, 41 runs per case
 //! target/release/examples/bench load 200        # only downtime under load, 200 restarts
-//! target/release/examples/bench build           # only the edit -> build -> restart loop
+//! target/release/examples/bench build           # only the edit -> build -> restart loop (5 edits)
 //! ```
 //!
 //! Latency is measured from the moment the benchmark replaces the binary (the rename, the
@@ -73,7 +73,8 @@ fn main() {
         own_port::filter_cost(&hotrun, &fixture, count.unwrap_or(20_000).max(100));
     }
     if all || what == "build" {
-        build::build_loop(&hotrun);
+        let edits = count.map_or(build::EDITS, |n| u32::try_from(n).unwrap_or(build::EDITS));
+        build::build_loop(&hotrun, edits.max(1));
     }
     if all || what == "soak" {
         soak(&hotrun, &fixture, count.unwrap_or(10_000).max(10));
