@@ -417,12 +417,12 @@ fn a_build_that_ignores_the_stop_signal_is_killed_with_its_whole_group() {
     let log = sb.log();
     let src = sb.path("src");
     fs::create_dir(&src).unwrap();
-    // The build forks a background job (sh starts it with SIGINT ignored) and waits for a
+    // The build forks a background job that ignores SIGINT and SIGTERM, and waits for a
     // gate that never opens.
     let build = script(
         &sb,
         "build.sh",
-        "sleep 1000 &\necho \"building pid=$$ job=$!\" >> builds\n\
+        "(trap '' INT TERM; exec sleep 1000) &\necho \"building pid=$$ job=$!\" >> builds\n\
          while ! test -e gate; do sleep 0.01; done",
     );
     let mut h = Hotrun::start(&[
