@@ -685,6 +685,7 @@ fn a_build_outlives_no_sigkill_of_hotrun() {
 }
 
 /// A Go server that serves the socket hotrun passes (fd 3) and says its version.
+#[cfg(target_os = "linux")]
 const GO_SERVER: &str = r#"package main
 
 import (
@@ -708,6 +709,8 @@ func main() {
 }
 "#;
 
+// The same-bytes comparison reads /proc/PID/exe (Linux).
+#[cfg(target_os = "linux")]
 #[test]
 fn go_build_writing_the_same_binary_anew_restarts_nothing() {
     if Command::new("go").arg("version").output().is_err() {
