@@ -18,7 +18,8 @@ use nix::sys::stat::Mode;
 use crate::cli::Config;
 use crate::drill::Drill;
 use crate::event::{
-    Action, Event, Generation, Outcome, ShutdownSignal, SocketNews, SpawnFailure, Status, Trigger,
+    Action, BuildId, Event, Generation, Outcome, ShutdownSignal, SocketNews, SpawnFailure, Status,
+    Trigger,
 };
 use crate::events::EventLog;
 use crate::exit::{self, Failure};
@@ -101,6 +102,9 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
     for hint in hints {
         reporter.hint(&hint);
     }
+    if let Some(build) = &config.build {
+        report_build_setup(build, &config.settings, &mut reporter);
+    }
     let notify_dir = match config.settings.ready {
         Readiness::Notify => Some(NotifyDir::create().map_err(|e| {
             Failure::new(
@@ -159,7 +163,13 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
     } else {
         None
     };
+    let build = config.build.map(|b| Builder {
+        command: b.command,
+        stdout_to_stderr: config.spawner.stdout_to_stderr,
+        running: None,
+    });
     let mut world = World {
+        build,
         spawner: config.spawner,
         leaders: BTreeMap::new(),
         guardian,
@@ -237,8 +247,18 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
     }
 }
 
+/// `--build`: the command, and the build that runs (until its leader is reaped).
+struct Builder {
+    command: std::ffi::OsString,
+    /// stdout carries `--events -`: the build's stdout goes to stderr.
+    stdout_to_stderr: bool,
+    running: Option<(BuildId, Leader)>,
+}
+
 /// The processes and the outside world, as the loop sees them.
 struct World {
+    /// `--build`, if given.
+    build: Option<Builder>,
     spawner: Spawner,
     /// Every generation whose leader is not reaped yet.
     leaders: BTreeMap<Generation, Leader>,
@@ -321,6 +341,25 @@ impl World {
                 });
             }
         }
+        // The newest generation: the one whose executable a build is compared with.
+        let newest = self.leaders.values().next_back().map(|l| l.pid);
+        if let Some((build, leader)) = self.build.as_mut().and_then(|b| b.running.as_mut())
+            && !leader.exited
+            && let Some(end) = process::leader_end(leader.pid)
+        {
+            leader.exited = true;
+            // The build is over: what it left at the command's path is final.
+            let binary = file_sig(&self.spawner.program);
+            let same_as_running = end == crate::event::ChildEnd::Exited(0)
+                && newest.is_some_and(|pid| process::same_content(&self.spawner.program, pid));
+            queue.push_back(Event::BuildExited {
+                build: *build,
+                end,
+                group_empty: process::group_is_empty(leader.pgid, leader.pid),
+                binary,
+                same_as_running,
+            });
+        }
         if any_exit && self.repair_sockets() {
             // The generation serving holds the broken socket: replace it.
             queue.push_back(Event::Restart(Trigger::SocketRebound));
@@ -333,7 +372,16 @@ impl World {
             // Leaders stay unreaped until their group is gone; everything else goes.
             let leaders = &self.leaders;
             let guardian = self.guardian.pid();
-            orphans::reap(|pid| Some(pid) == guardian || leaders.values().any(|l| l.pid == pid));
+            let build = self
+                .build
+                .as_ref()
+                .and_then(|b| b.running.as_ref())
+                .map(|(_, leader)| leader.pid);
+            orphans::reap(|pid| {
+                Some(pid) == guardian
+                    || Some(pid) == build
+                    || leaders.values().any(|l| l.pid == pid)
+            });
         }
     }
 
@@ -474,6 +522,43 @@ impl World {
                     takeover.gone(generation);
                 }
             }
+            Action::Build { build, .. } => self.start_build(build, queue),
+            Action::SignalBuild { build, signal } => {
+                if let Some(leader) = self.build_leader(build) {
+                    let pgid = leader.pgid;
+                    if signal != Signal::SIGKILL {
+                        let _ = pgid.signal(Signal::SIGCONT);
+                    }
+                    if let Err(err) = pgid.signal(signal)
+                        && err != nix::errno::Errno::ESRCH
+                    {
+                        self.reporter.warn(&format!(
+                            "cannot send {} to the build (pgid {}): {err}",
+                            signal.as_str(),
+                            pgid.as_raw()
+                        ));
+                    }
+                }
+            }
+            Action::CheckBuildGroup { build } => {
+                if let Some(leader) = self.build_leader(build) {
+                    queue.push_back(Event::BuildGroupChecked {
+                        build,
+                        empty: process::group_is_empty(leader.pgid, leader.pid),
+                    });
+                }
+            }
+            Action::ReapBuild { build } => {
+                let builder = self.build.as_mut();
+                if let Some(builder) = builder
+                    && builder.running.as_ref().is_some_and(|(id, _)| *id == build)
+                    && let Some((_, leader)) = builder.running.take()
+                {
+                    // Unregister first: after the reap the pgid may belong to anyone.
+                    self.guardian.unregister(leader.pgid);
+                    process::reap(leader.pid);
+                }
+            }
             Action::Report(status) => {
                 self.reporter.status(&status);
                 if !self.listen_hint_given
@@ -493,6 +578,35 @@ impl World {
 }
 
 impl World {
+    /// The leader of build `id`, while it is not reaped.
+    fn build_leader(&self, id: BuildId) -> Option<&Leader> {
+        self.build
+            .as_ref()
+            .and_then(|b| b.running.as_ref())
+            .filter(|(running, _)| *running == id)
+            .map(|(_, leader)| leader)
+    }
+
+    /// Runs the build command (`Action::Build`).
+    fn start_build(&mut self, id: BuildId, queue: &mut VecDeque<Event>) {
+        let Some(builder) = self.build.as_mut() else {
+            return;
+        };
+        match process::spawn_build(&builder.command, builder.stdout_to_stderr) {
+            Ok(leader) => {
+                self.guardian.register(leader.pgid);
+                builder.running = Some((id, leader));
+                queue.push_back(Event::BuildStarted { build: id });
+                // It may have ended before its exit could be looked for.
+                self.collect_exits(queue);
+            }
+            Err(err) => queue.push_back(Event::BuildSpawnFailed {
+                build: id,
+                message: format!("cannot start the build (/bin/sh -c …): {err}"),
+            }),
+        }
+    }
+
     /// Hands the new generation's filter listener to the takeover thread; if the child
     /// could not install the filter (a container that denies seccomp), takeover is
     /// turned off for good, said once.
@@ -512,6 +626,46 @@ impl World {
                 ));
             }
         }
+    }
+}
+
+/// Tells, at start, what `--build` watches and when it restarts.
+fn report_build_setup(
+    build: &crate::cli::BuildCommand,
+    settings: &crate::supervisor::Settings,
+    reporter: &mut Reporter,
+) {
+    let Some(build_settings) = &settings.build else {
+        return;
+    };
+    if let Some(cwd) = &build.watching_cwd {
+        let skipped = build_settings
+            .ignore_dirs
+            .iter()
+            .map(|d| crate::report::shown(d).display().to_string())
+            .collect::<Vec<_>>();
+        let but = match skipped.len() {
+            0 => String::new(),
+            _ => format!(
+                " (except {}, where the build writes)",
+                skipped.join(" and ")
+            ),
+        };
+        reporter.info(
+            &format!(
+                "--build without --watch: a change in the current directory {}{but} runs the build",
+                cwd.display()
+            ),
+            "build_watching",
+            serde_json::json!({ "paths": [cwd], "except": build_settings.ignore_dirs }),
+        );
+    }
+    if build_settings.restart_after_every_build {
+        reporter.hint(&format!(
+            "with --build: {} (the command) is a shell, an interpreter or a launcher, which no \
+             build changes; every successful build restarts it",
+            build_settings.program.display()
+        ));
     }
 }
 

@@ -19,7 +19,7 @@ use crate::exit::{self, Failure};
 use crate::process::Spawner;
 use crate::program;
 use crate::sockets::{self, ListenSpec};
-use crate::supervisor::{OnExit, Readiness, Settings};
+use crate::supervisor::{BuildSettings, OnExit, Readiness, Settings};
 
 const EXIT_CODES: &str = "\
 Exit status:
@@ -68,6 +68,13 @@ struct Args {
     /// Do not watch the command's own executable.
     #[arg(long)]
     no_watch_binary: bool,
+
+    /// Build command (run with sh -c, in its own process group): a change under a --watch
+    /// path (default: the current directory) runs it instead of restarting, while the
+    /// running generation keeps serving; the command restarts when the build changes its
+    /// executable. It runs once at start too, before the first generation.
+    #[arg(long, value_name = "CMD")]
+    build: Option<OsString>,
 
     /// Signal that asks a generation to stop (name like TERM or SIGINT, or a number).
     #[arg(short, long, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal)]
@@ -224,8 +231,19 @@ pub(crate) struct Config {
     pub(crate) events: Option<PathBuf>,
     /// `hotrun drill`.
     pub(crate) drill: Option<DrillConfig>,
+    /// `--build`.
+    pub(crate) build: Option<BuildCommand>,
     pub(crate) quiet: bool,
     pub(crate) color: ColorChoice,
+}
+
+/// `--build`: the command and what hotrun watches for it.
+#[derive(Debug)]
+pub(crate) struct BuildCommand {
+    /// Run as `sh -c COMMAND`.
+    pub(crate) command: OsString,
+    /// No `--watch` was given: the current directory (this one) is watched.
+    pub(crate) watching_cwd: Option<PathBuf>,
 }
 
 /// Parses `std::env::args_os()`. Help and version are printed here and end the process.
@@ -325,9 +343,13 @@ fn color_in(cmd: &clap::Command, args: &[OsString]) -> clap::ColorChoice {
 impl DrillArgs {
     fn into_config(self) -> Result<Config, Failure> {
         let mut config = self.run.into_config()?;
-        // A drill restarts on its own schedule, and a server that exits ends it.
+        // A drill restarts on its own schedule, and a server that exits ends it. (With
+        // --build, the build runs once, before the first generation.)
         config.watch_binary = None;
         config.watch.clear();
+        if let Some(build) = config.build.as_mut() {
+            build.watching_cwd = None;
+        }
         config.settings.on_exit = OnExit::Exit;
         let budget =
             config.settings.ready_timeout + config.settings.grace * 2 + Duration::from_secs(10);
@@ -361,15 +383,29 @@ impl DrillArgs {
 
 impl Args {
     fn into_config(self) -> Result<Config, Failure> {
+        if let Some(build) = &self.build {
+            check_build(build)?;
+            if self.no_watch_binary {
+                return Err(Failure::usage(
+                    "--build restarts the command when a build changes its executable, and \
+                     --no-watch-binary says not to look at it: no build could restart anything \
+                     (drop --no-watch-binary)",
+                ));
+            }
+        }
         let mut command = self.command.into_iter();
         let argv0 = command.next().ok_or_else(|| {
             Failure::usage("no command given (usage: hotrun [OPTIONS] -- COMMAND [ARGS]...)")
         })?;
-        let program = resolve_program(&argv0)?;
+        let program = if self.build.is_some() {
+            resolve_program_to_build(&argv0)?
+        } else {
+            resolve_program(&argv0)?
+        };
         let watch_binary = if self.no_watch_binary {
             None
         } else {
-            Some(fs::canonicalize(&program).unwrap_or_else(|_| program.clone()))
+            Some(canonical_lenient(&program))
         };
         let mut watch = Vec::new();
         for path in self.watch {
@@ -378,6 +414,39 @@ impl Args {
             })?;
             watch.push(abs);
         }
+        let mut build_settings = None;
+        let build = match self.build {
+            None => None,
+            Some(command) => {
+                let watching_cwd = if watch.is_empty() {
+                    let cwd = env::current_dir()
+                        .and_then(fs::canonicalize)
+                        .map_err(|err| {
+                            Failure::usage(format!(
+                                "--build without --watch watches the current directory, and it \
+                                 cannot be read: {}",
+                                io_reason(&err)
+                            ))
+                        })?;
+                    watch.push(cwd.clone());
+                    Some(cwd)
+                } else {
+                    None
+                };
+                let binary = canonical_lenient(&program);
+                build_settings = Some(build_settings_for(
+                    &argv0,
+                    &program,
+                    &binary,
+                    &watch,
+                    self.events.as_deref(),
+                ));
+                Some(BuildCommand {
+                    command,
+                    watching_cwd,
+                })
+            }
+        };
         Ok(Config {
             spawner: Spawner {
                 program,
@@ -404,12 +473,14 @@ impl Args {
                 ready: self.ready.unwrap_or(Readiness::Auto),
                 ready_timeout: self.ready_timeout,
                 drain: self.drain,
+                build: build_settings,
             },
             listen: self.listen,
             backlog: self.backlog,
             takeover: !self.no_takeover,
             events: self.events,
             drill: None,
+            build,
             quiet: self.quiet,
             color: self.color,
         })
@@ -449,6 +520,177 @@ fn resolve_program(name: &OsStr) -> Result<PathBuf, Failure> {
             format!("command not found: {}", name.to_string_lossy()),
         )
     }))
+}
+
+/// The command with `--build`: a path need not exist yet, nor be runnable (the build
+/// makes it: a fresh clone has no `target/debug/server`); a directory is still an error,
+/// and a bare name must be found through `PATH` as without `--build`.
+fn resolve_program_to_build(name: &OsStr) -> Result<PathBuf, Failure> {
+    if !name.as_bytes().contains(&b'/') {
+        return resolve_program(name);
+    }
+    let path = absolute(Path::new(name));
+    if path.is_dir() {
+        return Err(Failure::new(
+            exit::CANNOT_EXECUTE,
+            format!("cannot run {}: it is a directory", name.to_string_lossy()),
+        ));
+    }
+    Ok(path)
+}
+
+/// `path` with symlinks resolved as far as it exists (the rest appended as given): the
+/// executable and the `--events` file may not exist yet.
+fn canonical_lenient(path: &Path) -> PathBuf {
+    if let Ok(found) = fs::canonicalize(path) {
+        return found;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
+            canonical_lenient(parent).join(name)
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
+/// What never runs the build, and how the command is compared after one.
+fn build_settings_for(
+    argv0: &OsStr,
+    program: &Path,
+    binary: &Path,
+    watch: &[PathBuf],
+    events: Option<&Path>,
+) -> BuildSettings {
+    // Go probes the umask with a file beside its output (`go build -o server` writes
+    // server-go-tmp-umask, then removes it) on every build that moves its output there.
+    let mut go_probe = binary.as_os_str().to_owned();
+    go_probe.push("-go-tmp-umask");
+    let mut ignore_files = vec![binary.to_path_buf(), PathBuf::from(go_probe)];
+    if let Some(events) = events.filter(|p| *p != Path::new("-")) {
+        ignore_files.push(canonical_lenient(&absolute(events)));
+    }
+    // `hotrun … > hotrun.log` in the watched directory: every line hotrun (or the build)
+    // writes there would run the build again.
+    ignore_files.extend(own_output_files());
+    // Where the build writes: the executable's directory, and cargo's target directory
+    // around it (target/debug/server, target/x86_64-unknown-linux-gnu/release/server).
+    // cargo opens target/debug/.cargo-lock for writing on every run, so a build would
+    // otherwise start itself again forever. Not when that directory holds a watched path
+    // (`go build -o server` in the directory being watched): then only the executable.
+    let mut ignore_dirs = Vec::new();
+    if let Some(dir) = binary.parent() {
+        ignore_dirs.push(dir.to_path_buf());
+        if let Some(target) = dir
+            .ancestors()
+            .skip(1)
+            .take(2)
+            .find(|d| d.file_name() == Some(OsStr::new("target")))
+        {
+            ignore_dirs.push(target.to_path_buf());
+        }
+    }
+    ignore_dirs.retain(|dir| !watch.iter().any(|w| w.starts_with(dir)));
+    // target/ holds target/debug: one is enough.
+    let all = ignore_dirs.clone();
+    ignore_dirs.retain(|dir| !all.iter().any(|d| d != dir && dir.starts_with(d)));
+    let restart_after_every_build = [Some(program), Some(binary)]
+        .into_iter()
+        .flatten()
+        .filter_map(Path::file_name)
+        .any(|name| program::wrapper_kind(name).is_some());
+    BuildSettings {
+        program: PathBuf::from(argv0),
+        ignore_files,
+        ignore_dirs,
+        restart_after_every_build,
+        cwd: env::current_dir()
+            .and_then(fs::canonicalize)
+            .unwrap_or_else(|_| PathBuf::from("/")),
+    }
+}
+
+/// The regular files hotrun's stdout and stderr write to, if they are redirected to
+/// files (Linux; elsewhere none are known).
+fn own_output_files() -> Vec<PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        [1, 2]
+            .into_iter()
+            .filter_map(|fd| fs::read_link(format!("/proc/self/fd/{fd}")).ok())
+            .filter(|path| path.is_file())
+            .collect()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Vec::new()
+    }
+}
+
+/// Shell words that are not programs on `PATH`: with one of these first, the build
+/// command is not checked before it runs.
+const SHELL_WORDS: &[&str] = &[
+    "!", ".", ":", "[", "[[", "{", "alias", "builtin", "case", "cd", "command", "declare", "do",
+    "done", "echo", "elif", "else", "esac", "eval", "exec", "exit", "export", "false", "fi", "for",
+    "function", "if", "in", "let", "local", "printf", "pwd", "read", "return", "select", "set",
+    "shift", "source", "test", "then", "time", "trap", "true", "type", "typeset", "ulimit",
+    "umask", "unset", "until", "wait", "while",
+];
+
+/// Checks `--build`: not empty, and its first word (after `NAME=value` assignments) is a
+/// program that exists — unless it is a shell word or contains shell syntax, which only
+/// the shell can judge.
+fn check_build(command: &OsStr) -> Result<(), Failure> {
+    let shown = command.to_string_lossy();
+    let bad = |why: String| Failure::usage(format!("--build '{shown}': {why}"));
+    let mut words = command
+        .as_bytes()
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty());
+    let Some(first) = words.find(|w| !is_assignment(w)) else {
+        return Err(if command.as_bytes().trim_ascii().is_empty() {
+            Failure::usage("--build: the build command is empty")
+        } else {
+            bad("no command after the variable assignments".into())
+        });
+    };
+    let Ok(first) = std::str::from_utf8(first) else {
+        return Ok(());
+    };
+    let syntax = |c: char| "'\"`$\\(){}*?~<>|;&#".contains(c);
+    if SHELL_WORDS.contains(&first) || first.contains(syntax) {
+        return Ok(());
+    }
+    if first.contains('/') {
+        let path = absolute(Path::new(first));
+        return match fs::metadata(&path) {
+            Err(err) => Err(bad(format!("{first}: {}", io_reason(&err)))),
+            Ok(meta) if meta.is_dir() => Err(bad(format!("{first}: it is a directory"))),
+            Ok(_) if nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).is_err() => {
+                Err(bad(format!("{first}: not executable (try chmod +x)")))
+            }
+            Ok(_) => Ok(()),
+        };
+    }
+    match resolve_program(OsStr::new(first)) {
+        Ok(_) => Ok(()),
+        Err(failure) if failure.code == exit::NOT_FOUND => {
+            Err(bad(format!("{first}: command not found")))
+        }
+        // Found, but hotrun cannot run it itself (a script for another shell, say): the
+        // shell may still; let it tell.
+        Err(_) => Ok(()),
+    }
+}
+
+/// `NAME=value` (a shell variable assignment before a command).
+fn is_assignment(word: &[u8]) -> bool {
+    let Some(eq) = word.iter().position(|&b| b == b'=') else {
+        return false;
+    };
+    let name = &word[..eq];
+    name.first()
+        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+        && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
 
 fn check_executable(path: &Path, name: &OsStr) -> Result<PathBuf, Failure> {
@@ -643,6 +885,126 @@ mod tests {
         assert_eq!(missing, Err(exit::NOT_FOUND));
         let dir = resolve_program(OsStr::new("/")).map_err(|f| f.code);
         assert_eq!(dir, Err(exit::CANNOT_EXECUTE));
+    }
+
+    #[test]
+    fn build_commands_are_checked_before_anything_runs() {
+        let message = |cmd: &str| check_build(OsStr::new(cmd)).map_err(|f| (f.code, f.message));
+        for ok in [
+            "sh -c 'exit 0'",
+            "FOO=1 BAR=two sh -c 'exit 0'",
+            "  sh -c 'exit 0'  ",
+            "if true; then make; fi",
+            "$CARGO build",
+            "cd server && no-such-tool-hotrun build",
+            "exec no-such-tool-hotrun",
+            "\"$HOME\"/bin/build",
+        ] {
+            assert_eq!(message(ok), Ok(()), "{ok}");
+        }
+        for (bad, says) in [
+            ("", "--build: the build command is empty"),
+            ("  \t ", "--build: the build command is empty"),
+            (
+                "FOO=1",
+                "--build 'FOO=1': no command after the variable assignments",
+            ),
+            (
+                "no-such-tool-hotrun build",
+                "--build 'no-such-tool-hotrun build': no-such-tool-hotrun: command not found",
+            ),
+            (
+                "CC=clang no-such-tool-hotrun",
+                "--build 'CC=clang no-such-tool-hotrun': no-such-tool-hotrun: command not found",
+            ),
+            (
+                "./no-such-build-script.sh --fast",
+                "--build './no-such-build-script.sh --fast': ./no-such-build-script.sh: no such \
+                 file or directory",
+            ),
+            ("/ x", "--build '/ x': /: it is a directory"),
+        ] {
+            assert_eq!(
+                message(bad),
+                Err((exit::USAGE, says.to_string())),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn build_without_watching_the_binary_is_refused() {
+        let failure = parse_from([
+            "hotrun",
+            "--build",
+            "sh -c 'exit 0'",
+            "--no-watch-binary",
+            "--",
+            "sh",
+        ])
+        .map(|_| ())
+        .map_err(|f| (f.code, f.message));
+        let (code, message) = failure.expect_err("must be refused");
+        assert_eq!(code, exit::USAGE);
+        assert!(message.contains("drop --no-watch-binary"), "{message}");
+    }
+
+    #[test]
+    fn a_command_still_to_be_built_is_accepted_with_build_only() {
+        let missing = "./target/no-such-dir-hotrun/server";
+        let without = parse_from(["hotrun", "--", missing]).map_err(|f| f.code);
+        assert_eq!(without.map(|_| ()), Err(exit::NOT_FOUND));
+        let with = parse_from(["hotrun", "--build", "sh -c 'exit 0'", "--", missing]);
+        let config = with
+            .map_err(|f| f.message)
+            .unwrap_or_else(|m| panic!("{m}"));
+        let build = config.build.expect("a build");
+        assert!(
+            build.watching_cwd.is_some(),
+            "the current directory is watched"
+        );
+        assert_eq!(config.watch.len(), 1);
+    }
+
+    #[test]
+    fn what_never_runs_the_build() {
+        let p = Path::new("/p");
+        let settings = |binary: &str, watch: &[&str], events: Option<&str>| {
+            let watch: Vec<PathBuf> = watch.iter().map(PathBuf::from).collect();
+            build_settings_for(
+                OsStr::new(binary),
+                Path::new(binary),
+                Path::new(binary),
+                &watch,
+                events.map(Path::new),
+            )
+        };
+        // cargo: the profile directory and the target directory around it.
+        let cargo = settings("/p/target/debug/server", &["/p"], Some("/p/ev.jsonl"));
+        assert_eq!(cargo.ignore_dirs, vec![p.join("target")]);
+        assert!(cargo.ignore_files.contains(&p.join("target/debug/server")));
+        assert!(cargo.ignore_files.contains(&p.join("ev.jsonl")));
+        assert!(!cargo.restart_after_every_build);
+        let cross = settings(
+            "/p/target/x86_64-unknown-linux-gnu/release/server",
+            &["/p"],
+            None,
+        );
+        assert_eq!(cross.ignore_dirs, vec![p.join("target")]);
+        // Watching target/ itself (why not): then only the profile directory is left out.
+        let odd = settings("/p/target/debug/server", &["/p/target"], None);
+        assert_eq!(odd.ignore_dirs, vec![p.join("target/debug")]);
+        // `go build -o server` in the watched directory: the executable alone.
+        let go = settings("/p/server", &["/p"], None);
+        assert!(go.ignore_dirs.is_empty(), "{:?}", go.ignore_dirs);
+        assert!(go.triggers(&p.join("main.go")));
+        assert!(!go.triggers(&p.join("server")));
+        assert!(!go.triggers(&p.join("server-go-tmp-umask")));
+        let bin = settings("/p/bin/server", &["/p/src"], None);
+        assert_eq!(bin.ignore_dirs, vec![p.join("bin")]);
+        // A wrapper that no build changes.
+        let python = settings("/usr/bin/python3", &["/p"], None);
+        assert!(python.restart_after_every_build);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub(crate) enum Trigger {
     /// stopping (it most likely found the older one still holding its port); it is
     /// started again once no older generation is alive.
     Retry,
+    /// `--build`: a build succeeded and the command is a wrapper (a shell, an interpreter)
+    /// that no build changes, or nothing was running.
+    Built,
 }
 
 impl fmt::Display for Trigger {
@@ -55,8 +58,44 @@ impl fmt::Display for Trigger {
             Trigger::Drill(n) => write!(f, "drill restart {n}"),
             Trigger::SocketRebound => f.write_str("listening socket bound anew"),
             Trigger::Retry => f.write_str("retry after the old generation was gone"),
+            Trigger::Built => f.write_str("rebuilt"),
         }
     }
+}
+
+/// Why a build runs (`--build`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum BuildTrigger {
+    /// hotrun's start: the build runs once before generation 1.
+    Start,
+    /// A `--watch` path changed.
+    Changed(PathBuf),
+}
+
+/// The number of a build: 1 for the first, +1 for each build started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct BuildId(pub(crate) u64);
+
+/// What happens after a successful build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AfterBuild {
+    /// The command is restarted (or started): the build changed it, or nothing ran.
+    Restart,
+    /// The executable is the one running: nothing to restart.
+    Unchanged { serving: Option<Generation> },
+    /// There is no runnable program at the command's path.
+    NoProgram { program: PathBuf },
+}
+
+/// What happens after a failed build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AfterFailedBuild {
+    /// This generation keeps serving.
+    Serving(Generation),
+    /// No generation ran yet: the executable from before the build is started.
+    StartFromBefore { program: PathBuf },
+    /// Nothing runs, and nothing will until the next change.
+    NothingToRun,
 }
 
 /// How a child process ended, as `waitid` reported it.
@@ -210,6 +249,24 @@ pub(crate) enum Event {
         generation: Generation,
         news: SocketNews,
     },
+    /// `--build`: a `Build` action started the build command (its exec went through).
+    BuildStarted { build: BuildId },
+    /// `--build`: a `Build` action could not start the build command.
+    BuildSpawnFailed { build: BuildId, message: String },
+    /// `--build`: the build's first process (the shell) ended. It is not reaped yet, so
+    /// its process group id cannot be reused while the supervisor decides. `binary`: what
+    /// is at the command's path now; `same_as_running`: that file has, byte for byte, the
+    /// content of the newest generation's executable (a build tool that writes its output
+    /// anew when nothing changed: `go build -o`).
+    BuildExited {
+        build: BuildId,
+        end: ChildEnd,
+        group_empty: bool,
+        binary: Option<FileSig>,
+        same_as_running: bool,
+    },
+    /// The answer to a `CheckBuildGroup` action.
+    BuildGroupChecked { build: BuildId, empty: bool },
     /// A deadline that the supervisor gave in `next_deadline` has passed.
     Tick,
 }
@@ -238,6 +295,19 @@ pub(crate) enum Action {
     CheckGroup { generation: Generation },
     /// The generation is over: reap its leader; its process group id may be reused after.
     Reap { generation: Generation },
+    /// `--build`: run the build command, in a new process group (answer: `BuildStarted`
+    /// or `BuildSpawnFailed`; later `BuildExited`).
+    Build {
+        build: BuildId,
+        trigger: BuildTrigger,
+    },
+    /// Send a signal to the build's whole process group.
+    SignalBuild { build: BuildId, signal: Signal },
+    /// Is anything but the (zombie) leader left in the build's group? (answer:
+    /// `BuildGroupChecked`)
+    CheckBuildGroup { build: BuildId },
+    /// The build is over: reap its leader; its process group id may be reused after.
+    ReapBuild { build: BuildId },
     /// Tell the user.
     Report(Status),
     /// hotrun is done.
@@ -486,6 +556,52 @@ pub(crate) enum Status {
     /// the server probably writes it.
     SelfWrites {
         path: PathBuf,
+    },
+    /// `--build`: the build command started.
+    BuildStarted {
+        trigger: BuildTrigger,
+    },
+    /// `--build`: the build succeeded (exit 0) after `took`.
+    BuildFinished {
+        took: Duration,
+        then: AfterBuild,
+    },
+    /// `--build`: the build failed after `took`; nothing is restarted.
+    BuildFailed {
+        end: ChildEnd,
+        took: Duration,
+        then: AfterFailedBuild,
+    },
+    /// `--build`: `changed` changed while a build ran; the build is stopped and runs
+    /// again once its process group is gone.
+    BuildStopping {
+        changed: PathBuf,
+    },
+    /// `--build`: `changed` changed while a build ran, but `stops` builds in a row were
+    /// stopped for changes during them already: this one finishes, another follows.
+    BuildQueued {
+        changed: PathBuf,
+        stops: u32,
+    },
+    /// `--build`: a build hotrun stopped is gone, its whole group with it. `rebuilding`:
+    /// another build starts now (already said when it was stopped).
+    BuildStopped {
+        end: ChildEnd,
+        took: Duration,
+        killed: bool,
+        rebuilding: bool,
+    },
+    /// `--build`: a stopped build's group was still running when the grace period ran out.
+    BuildGraceExpired {
+        grace: Duration,
+    },
+    /// `--build`: builds keep being started by `path` changing right after each build.
+    BuildLoop {
+        path: PathBuf,
+    },
+    /// `--build`: the build command could not be started at all.
+    BuildCannotStart {
+        message: String,
     },
     ShuttingDown {
         signal: Signal,

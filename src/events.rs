@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value, json};
 
-use crate::event::{ChildEnd, Outcome, Status};
+use crate::event::{AfterBuild, AfterFailedBuild, ChildEnd, Outcome, Status};
 
 /// Where the events go.
 pub(crate) struct EventLog {
@@ -253,6 +253,58 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         Status::Backoff { delay } => ("backoff", json!({ "delay_ms": ms(*delay) })),
         Status::BinaryMissing => ("binary_missing", json!({})),
         Status::SelfWrites { path } => ("self_writes", json!({ "path": path.to_string_lossy() })),
+        Status::BuildStarted { trigger } => (
+            "build_started",
+            json!({ "trigger": crate::report::build_trigger(trigger) }),
+        ),
+        Status::BuildFinished { took, then } => {
+            let (then, serving) = match then {
+                AfterBuild::Restart => ("restart", None),
+                AfterBuild::Unchanged { serving } => ("unchanged", serving.map(|g| g.0)),
+                AfterBuild::NoProgram { .. } => ("no_program", None),
+            };
+            (
+                "build_finished",
+                json!({ "ok": true, "code": 0, "signal": null, "duration_ms": ms(*took), "stopped": false, "then": then, "serving": serving }),
+            )
+        }
+        Status::BuildFailed { end, took, then } => {
+            let (then, serving) = match then {
+                AfterFailedBuild::Serving(g) => ("serving", Some(g.0)),
+                AfterFailedBuild::StartFromBefore { .. } => ("start_from_before", None),
+                AfterFailedBuild::NothingToRun => ("nothing_to_run", None),
+            };
+            (
+                "build_finished",
+                with(
+                    json!({ "ok": false, "duration_ms": ms(*took), "stopped": false, "then": then, "serving": serving }),
+                    end_fields(*end),
+                ),
+            )
+        }
+        Status::BuildStopping { changed } => (
+            "build_stopping",
+            json!({ "changed": crate::report::shown(changed), "then": "build_again" }),
+        ),
+        Status::BuildQueued { changed, stops } => (
+            "build_queued",
+            json!({ "changed": crate::report::shown(changed), "stopped_in_a_row": stops }),
+        ),
+        Status::BuildStopped {
+            end, took, killed, ..
+        } => (
+            "build_finished",
+            with(
+                json!({ "ok": false, "duration_ms": ms(*took), "stopped": true, "needed_kill": killed }),
+                end_fields(*end),
+            ),
+        ),
+        Status::BuildGraceExpired { grace } => (
+            "build_killed",
+            json!({ "signal": "SIGKILL", "grace_ms": ms(*grace) }),
+        ),
+        Status::BuildCannotStart { message } => ("build_cannot_start", json!({ "why": message })),
+        Status::BuildLoop { path } => ("build_loop", json!({ "path": crate::report::shown(path) })),
         Status::ShuttingDown { signal } => ("shutdown", json!({ "signal": signal.as_str() })),
         Status::ForceKill => ("shutdown", json!({ "signal": "SIGKILL", "forced": true })),
     }

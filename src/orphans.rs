@@ -11,8 +11,8 @@
 //! like the other reaping, on every SIGCHLD (signals coalesce, so a storm costs one pass
 //! per wake-up, and an exit after a pass brings another SIGCHLD).
 //!
-//! Any child that hotrun waits for itself must count as tracked: today the leaders and
-//! the guardian. std's `Command::spawn` reaps a child whose exec failed before it returns,
+//! Any child that hotrun waits for itself must count as tracked: today the leaders, the
+//! `--build` command's leader and the guardian. std's `Command::spawn` reaps a child whose exec failed before it returns,
 //! on the same thread, so it never races this.
 
 use nix::sys::wait::{WaitPidFlag, waitpid};

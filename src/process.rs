@@ -7,7 +7,7 @@
 //! reaped only after the supervisor has stopped signalling its group, and while the
 //! unreaped leader exists its pgid cannot be handed to another process.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -202,6 +202,43 @@ impl Spawner {
             stopped: None,
         })
     }
+}
+
+/// Starts the build command (`--build`): `/bin/sh -c COMMAND` in a new process group of
+/// its own, like a generation (so the whole build, compilers included, is stopped with
+/// one signal), with stdin on `/dev/null` and hotrun's stdout and stderr untouched (so
+/// cargo still sees a terminal and colours its output); with `stdout_to_stderr`, its
+/// stdout goes to hotrun's stderr (stdout carries `--events -`). It gets no socket, no
+/// `HOTRUN_GEN`, and none of the `LISTEN_*`/`NOTIFY_SOCKET` variables hotrun inherited.
+pub(crate) fn spawn_build(command: &OsStr, stdout_to_stderr: bool) -> io::Result<Leader> {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(command)
+        .process_group(0)
+        .stdin(Stdio::null());
+    for var in NOT_INHERITED {
+        cmd.env_remove(var);
+    }
+    if stdout_to_stderr {
+        cmd.stdout(Stdio::from(io::stderr().as_fd().try_clone_to_owned()?));
+    }
+    let parent = nix::unistd::getpid().as_raw();
+    // SAFETY: `child_setup` runs between fork and exec and only makes async-signal-safe
+    // system calls (sigprocmask, signal, prctl, getppid, close_range, fcntl); it
+    // allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || child_setup(parent, 0, -1));
+    }
+    let child = cmd.spawn()?;
+    let pid = Pid::from_raw(child.id() as i32);
+    // Dropping a std Child neither waits nor kills: hotrun reaps it itself.
+    drop(child);
+    Ok(Leader {
+        pid,
+        pgid: Pgid(pid),
+        exited: false,
+        stopped: None,
+    })
 }
 
 /// The trampoline's `main`: `args` are what follows `TRAMPOLINE_ARG`.
@@ -453,6 +490,63 @@ pub(crate) fn running_binary(pid: Pid, before: Option<FileSig>, path: &Path) -> 
     if same(exe, now) { now } else { before }
 }
 
+/// Whether the file at `path` has, byte for byte, the content of the executable process
+/// `pid` runs (`/proc/PID/exe` opens it even once it was unlinked or replaced). Build
+/// tools that write their output anew when nothing changed (`go build -o` copies it out
+/// of its cache every time) give a new identity to the same program. Read in 64 KiB
+/// chunks and given up at the first difference: a changed program differs in its first
+/// pages (its build id) almost always, so this costs little when it matters. Linux only;
+/// elsewhere (and on any error) the answer is no, which errs towards a restart.
+pub(crate) fn same_content(path: &Path, pid: Pid) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let running = format!("/proc/{}/exe", pid.as_raw());
+        let (Ok(mut a), Ok(mut b)) = (fs::File::open(path), fs::File::open(running)) else {
+            return false;
+        };
+        match (a.metadata(), b.metadata()) {
+            (Ok(ma), Ok(mb)) if ma.len() == mb.len() => {}
+            _ => return false,
+        }
+        let mut chunk_a = vec![0u8; 64 * 1024];
+        let mut chunk_b = vec![0u8; 64 * 1024];
+        loop {
+            let (Ok(n), Ok(m)) = (
+                read_full(&mut a, &mut chunk_a),
+                read_full(&mut b, &mut chunk_b),
+            ) else {
+                return false;
+            };
+            if n != m || chunk_a[..n] != chunk_b[..m] {
+                return false;
+            }
+            if n == 0 {
+                return true;
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (path, pid);
+        false
+    }
+}
+
+/// Reads until `buf` is full or the file ends; how many bytes were read.
+#[cfg(target_os = "linux")]
+fn read_full(file: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
 /// The identity of the file at `path` now (following symlinks), or `None` if there is none.
 pub(crate) fn file_sig(path: &Path) -> Option<FileSig> {
     let meta = fs::metadata(path).ok()?;
@@ -486,6 +580,27 @@ mod tests {
             stdout_to_stderr: false,
             self_exe: PathBuf::from("/proc/self/exe"),
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_content_of_a_binary_is_compared_with_what_a_process_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let me = std::env::current_exe().expect("current exe");
+        let copy = dir.path().join("copy");
+        fs::copy(&me, &copy).expect("copy");
+        assert!(same_content(&copy, Pid::this()));
+        // One byte differs, at the very end: the whole file is read.
+        let mut bytes = fs::read(&copy).expect("read");
+        if let Some(last) = bytes.last_mut() {
+            *last ^= 0xff;
+        }
+        fs::write(&copy, &bytes).expect("write");
+        assert!(!same_content(&copy, Pid::this()));
+        bytes.pop();
+        fs::write(&copy, &bytes).expect("write");
+        assert!(!same_content(&copy, Pid::this()), "shorter");
+        assert!(!same_content(&dir.path().join("missing"), Pid::this()));
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! supervision loop down with it (the children still need stopping).
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use console::{Style, Term};
 
 use crate::cli::ColorChoice;
-use crate::event::{Outcome, Status};
+use crate::event::{AfterBuild, AfterFailedBuild, BuildTrigger, ChildEnd, Outcome, Status};
 use crate::events::EventLog;
 
 /// Tells the user (stderr) and, with `--events`, the machine (JSON lines).
@@ -87,7 +89,7 @@ impl Reporter {
     }
 
     fn line(&self, level: Level, text: &str) {
-        if self.quiet && !matches!(level, Level::Error) {
+        if text.is_empty() || (self.quiet && !matches!(level, Level::Error)) {
             return;
         }
         let style = match level {
@@ -316,6 +318,108 @@ fn describe(status: &Status) -> (Level, String) {
                 path.display()
             ),
         ),
+        Status::BuildStarted { trigger } => (
+            Level::Info,
+            format!("build started ({})", build_trigger(trigger)),
+        ),
+        Status::BuildFinished { took, then } => match then {
+            AfterBuild::Restart => (Level::Good, format!("build finished in {}", ms(*took))),
+            AfterBuild::Unchanged { serving } => (
+                Level::Good,
+                format!(
+                    "build finished in {}; the executable did not change: {}",
+                    ms(*took),
+                    match serving {
+                        Some(g) => format!("{g} keeps serving"),
+                        None => "nothing to restart".into(),
+                    }
+                ),
+            ),
+            AfterBuild::NoProgram { program } => (
+                Level::Warn,
+                format!(
+                    "build finished in {}, but there is no program at {} to run: is it the file \
+                     the build writes?",
+                    ms(*took),
+                    program.display()
+                ),
+            ),
+        },
+        Status::BuildFailed { end, took, then } => {
+            let what = match end {
+                ChildEnd::Exited(code) => format!("exit {code}"),
+                end => end.to_string(),
+            };
+            let then = match then {
+                AfterFailedBuild::Serving(g) => format!("{g} still serving"),
+                AfterFailedBuild::StartFromBefore { program } => format!(
+                    "starting the executable from before the build ({})",
+                    program.display()
+                ),
+                AfterFailedBuild::NothingToRun => {
+                    "nothing to restart; the next change builds again".into()
+                }
+            };
+            (
+                Level::Error,
+                format!("build failed ({what}) after {}; {then}", ms(*took)),
+            )
+        }
+        Status::BuildStopping { changed } => (
+            Level::Info,
+            format!(
+                "build stopped: {} changed during it; building again",
+                shown(changed).display()
+            ),
+        ),
+        Status::BuildQueued { changed, stops } => (
+            Level::Warn,
+            format!(
+                "{} changed during the build; {stops} builds in a row were stopped for changes \
+                 during them, so this one finishes and another follows (if the build writes \
+                 into a watched directory, keep its output out of --watch)",
+                shown(changed).display()
+            ),
+        ),
+        Status::BuildStopped {
+            end,
+            took,
+            killed,
+            rebuilding,
+        } => (
+            Level::Info,
+            if *rebuilding {
+                // Said when it was stopped ("building again").
+                String::new()
+            } else {
+                format!(
+                    "build stopped after {} ({end}{})",
+                    ms(*took),
+                    if *killed {
+                        ", its group needed SIGKILL"
+                    } else {
+                        ""
+                    }
+                )
+            },
+        ),
+        Status::BuildGraceExpired { grace } => (
+            Level::Warn,
+            format!(
+                "build still running {} after the stop signal; sending SIGKILL to its process group",
+                ms(*grace)
+            ),
+        ),
+        Status::BuildCannotStart { message } => (Level::Error, message.clone()),
+        Status::BuildLoop { path } => (
+            Level::Warn,
+            format!(
+                "builds keep being started by {} changing right after each build: if something \
+                 writes it by itself (a log, the server, the build), keep it out of the watched \
+                 directories (--watch the sources only)",
+                shown(path).display()
+            ),
+        ),
         Status::ShuttingDown { signal } => (
             Level::Info,
             format!("got {}: stopping (again to kill at once)", signal.as_str()),
@@ -324,6 +428,25 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Warn,
             "second signal: killing every process group now".into(),
         ),
+    }
+}
+
+/// `src/main.rs changed`, `start`.
+pub(crate) fn build_trigger(trigger: &BuildTrigger) -> String {
+    match trigger {
+        BuildTrigger::Start => "start".into(),
+        BuildTrigger::Changed(path) => format!("{} changed", shown(path).display()),
+    }
+}
+
+/// A path as the user would write it: relative to hotrun's current directory when it lies
+/// below it.
+pub(crate) fn shown(path: &Path) -> &Path {
+    static CWD: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let cwd = CWD.get_or_init(|| std::env::current_dir().and_then(std::fs::canonicalize).ok());
+    match cwd.as_deref().and_then(|cwd| path.strip_prefix(cwd).ok()) {
+        Some(rest) if !rest.as_os_str().is_empty() => rest,
+        _ => path,
     }
 }
 

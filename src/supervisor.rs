@@ -38,6 +38,20 @@
 //!   the same `--watch` path, each time changed within [`SELF_WRITE_WINDOW`] of the newest
 //!   generation's start, the server is most likely writing that file itself: the user is
 //!   told once, with the fix.
+//! * **Builds (`--build`).** A `--watch` change (debounced) runs the build command
+//!   instead of a restart, while the current generation keeps serving. The restart comes
+//!   from the build alone: once it exits 0, the executable it left at the command's path
+//!   is compared with the running generation's, and only a new identity restarts
+//!   (through the routine above). A failed build restarts nothing. A change during a
+//!   build stops the build's process group (stop signal, grace, SIGKILL, like a
+//!   generation) and starts it again from the newest sources once the group is gone: a
+//!   build of older sources would only be thrown away. While a build runs or is about to,
+//!   changes of the executable are not restarts (the linker is at work; the look after
+//!   the build decides). After `BUILD_STOP_STREAK` builds in a row were stopped by
+//!   changes during them (a build that writes into a watched directory would stop itself
+//!   forever), the next one is let finish and one more follows it. The first build runs
+//!   before generation 1; if it fails, the executable from before is started if there is
+//!   one.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -45,8 +59,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::event::{
-    Action, ChildEnd, Event, FileSig, Generation, Kill, Outcome, ShutdownSignal, SocketNews,
-    SpawnFailure, Status, StopEnd, Trigger,
+    Action, AfterBuild, AfterFailedBuild, BuildId, BuildTrigger, ChildEnd, Event, FileSig,
+    Generation, Kill, Outcome, ShutdownSignal, SocketNews, SpawnFailure, Status, StopEnd, Trigger,
 };
 
 /// What to do when the child exits without being asked to.
@@ -89,6 +103,62 @@ pub(crate) struct Settings {
     /// meanwhile; it is stopped later while it still has connections open, up to
     /// `DRAIN_MAX`).
     pub(crate) drain: Duration,
+    /// `--build`, if given.
+    pub(crate) build: Option<BuildSettings>,
+}
+
+/// `--build`: what the supervisor needs to know (the command itself is the app's).
+#[derive(Clone, Debug)]
+pub(crate) struct BuildSettings {
+    /// The command's executable as the user wrote it (for messages).
+    pub(crate) program: PathBuf,
+    /// Changes of these files never run the build: the executable itself and the files
+    /// hotrun writes (`--events`).
+    pub(crate) ignore_files: Vec<PathBuf>,
+    /// Changes under these directories never run the build: where the build writes (the
+    /// executable's directory, cargo's target directory), or it would run itself forever.
+    pub(crate) ignore_dirs: Vec<PathBuf>,
+    /// The command is a wrapper (a shell, an interpreter, a launcher) that no build
+    /// changes: every successful build restarts it.
+    pub(crate) restart_after_every_build: bool,
+    /// What relative changed paths are relative to (the watcher names a change below the
+    /// current directory as the user would write it).
+    pub(crate) cwd: PathBuf,
+}
+
+impl BuildSettings {
+    /// Whether a change of `path` runs the build.
+    pub(crate) fn triggers(&self, path: &std::path::Path) -> bool {
+        let path = self.cwd.join(path);
+        !self.ignore_files.iter().any(|f| *f == path)
+            && !self.ignore_dirs.iter().any(|d| within(&path, d))
+    }
+}
+
+/// Whether `path` lies in `dir`, or in the temporary sibling a build tool makes `dir`
+/// from: cargo creates its target directory atomically, as `target` + 6 random
+/// characters renamed into place (`create_dir_all_excluded_from_backups_atomically`).
+fn within(path: &std::path::Path, dir: &std::path::Path) -> bool {
+    if path.starts_with(dir) {
+        return true;
+    }
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return false;
+    };
+    let Some(first) = path
+        .strip_prefix(parent)
+        .ok()
+        .and_then(|rest| rest.components().next())
+    else {
+        return false;
+    };
+    let (first, name) = (
+        first.as_os_str().as_encoded_bytes(),
+        name.as_encoded_bytes(),
+    );
+    first.len() == name.len() + 6
+        && first.starts_with(name)
+        && first[name.len()..].iter().all(u8::is_ascii_alphanumeric)
 }
 
 /// How long spawn attempts that fail with a transient error are retried, counted from the
@@ -114,6 +184,23 @@ pub(crate) const RETRY_WINDOW: Duration = Duration::from_secs(5);
 pub(crate) const DRAIN_MAX: Duration = Duration::from_secs(2);
 /// How often a draining generation's open connections are looked at.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// After this many builds in a row were stopped by changes during them, the next build is
+/// let finish (and one more follows it): a build that writes into a watched directory
+/// would otherwise stop itself forever.
+pub(crate) const BUILD_STOP_STREAK: u32 = 3;
+
+/// Files build tools write themselves during a build (cargo writes Cargo.lock when it is
+/// missing or out of date): a change of one during a build does not stop it; one more
+/// build follows instead (which finds nothing to do if the build wrote it).
+const WRITTEN_BY_BUILDS: &[&str] = &["Cargo.lock"];
+
+/// A build started by a path that changed this soon (plus the quiet period) after the
+/// build it started before had ended…
+pub(crate) const BUILD_LOOP_WINDOW: Duration = Duration::from_secs(1);
+/// …this many times in a row: something writes it after every build (a log in the
+/// watched directory); the user is told once.
+pub(crate) const BUILD_LOOP_STREAK: u32 = 3;
 
 /// How long the binary must stay missing before the user is told.
 pub(crate) const MISSING_REPORT_AFTER: Duration = Duration::from_secs(1);
@@ -221,6 +308,59 @@ impl Child {
     }
 }
 
+/// `--build`: the build command's state.
+#[derive(Debug, Default)]
+struct Builds {
+    /// The build under way, until its leader is reaped.
+    running: Option<Build>,
+    /// The change another build is due for, once the running one is gone.
+    again: Option<PathBuf>,
+    next_id: u64,
+    /// Builds stopped in a row by changes during them (reset when one ends on its own).
+    stopped_in_a_row: u32,
+    /// When the last build that ended on its own ended, and the path that started it.
+    last: Option<(Instant, PathBuf)>,
+    /// Builds in a row started by that same path changing right after the last one.
+    loop_streak: u32,
+    /// The user was told about such a loop (once is enough).
+    loop_told: bool,
+}
+
+#[derive(Debug)]
+struct Build {
+    id: BuildId,
+    trigger: BuildTrigger,
+    started: Instant,
+    /// Set once hotrun asked it to stop.
+    stop: Option<BuildStop>,
+    /// Set once its leader ended after it was asked to stop (its group is awaited).
+    exit: Option<BuildExit>,
+}
+
+#[derive(Debug)]
+struct BuildStop {
+    /// The signal it was sent last (stragglers get it too).
+    signal: Signal,
+    /// When SIGKILL is due; `None` once sent.
+    kill_at: Option<Instant>,
+    killed: bool,
+}
+
+#[derive(Debug)]
+struct BuildExit {
+    end: ChildEnd,
+    recheck_at: Option<Instant>,
+    poll: Duration,
+}
+
+impl Build {
+    fn deadline(&self) -> Option<Instant> {
+        let kill = self.stop.as_ref().and_then(|s| s.kill_at);
+        let recheck = self.exit.as_ref().and_then(|e| e.recheck_at);
+        earliest([kill, recheck])
+    }
+}
+
 /// What the supervisor as a whole is doing.
 #[derive(Debug)]
 enum Mode {
@@ -276,6 +416,8 @@ pub(crate) struct Progress {
     pub(crate) idle: bool,
     /// The generation serving, if any.
     pub(crate) current: Option<Generation>,
+    /// A build runs (`--build`).
+    pub(crate) building: bool,
 }
 
 /// The state machine. See the module docs.
@@ -304,6 +446,8 @@ pub(crate) struct Supervisor {
     /// When the last generation older than the current one was gone.
     older_gone_at: Option<Instant>,
     self_writes: SelfWrites,
+    /// `--build`.
+    builds: Builds,
 }
 
 impl Supervisor {
@@ -322,13 +466,18 @@ impl Supervisor {
             quick_exits: 0,
             older_gone_at: None,
             self_writes: SelfWrites::default(),
+            builds: Builds::default(),
         }
     }
 
-    /// The first actions: start generation 1.
+    /// The first actions: start generation 1 (with `--build`, build it first).
     pub(crate) fn start(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
-        self.begin_spawn(Trigger::Start, now, &mut out);
+        if self.settings.build.is_some() {
+            self.start_build(BuildTrigger::Start, now, &mut out);
+        } else {
+            self.begin_spawn(Trigger::Start, now, &mut out);
+        }
         out
     }
 
@@ -345,7 +494,8 @@ impl Supervisor {
             Missing::Since(at) => Some(at),
             _ => None,
         };
-        earliest([spawn, debounce, self.restart_at, children, missing])
+        let build = self.builds.running.as_ref().and_then(Build::deadline);
+        earliest([spawn, debounce, self.restart_at, children, missing, build])
     }
 
     /// Where things stand, for a caller that acts on its own schedule (`hotrun drill`).
@@ -354,8 +504,10 @@ impl Supervisor {
             idle: matches!(self.mode, Mode::Serving)
                 && self.pending.is_none()
                 && self.restart_at.is_none()
-                && !self.restart_under_way(),
+                && !self.restart_under_way()
+                && self.builds.running.is_none(),
             current: self.current,
+            building: self.builds.running.is_some(),
         }
     }
 
@@ -401,6 +553,23 @@ impl Supervisor {
             Event::DrainChecked { generation, open } => {
                 self.on_drain_checked(generation, open, now, &mut out);
             }
+            Event::BuildStarted { .. } => {}
+            Event::BuildSpawnFailed { build, message } => {
+                self.on_build_spawn_failed(build, message, now, &mut out);
+            }
+            Event::BuildExited {
+                build,
+                end,
+                group_empty,
+                binary,
+                same_as_running,
+            } => {
+                let binary = binary.map(|sig| (sig, same_as_running));
+                self.on_build_exited(build, end, group_empty, binary, now, &mut out);
+            }
+            Event::BuildGroupChecked { build, empty } => {
+                self.on_build_group_checked(build, empty, now, &mut out);
+            }
             Event::Tick => self.on_tick(now, &mut out),
         }
         out
@@ -409,6 +578,11 @@ impl Supervisor {
     // ---- triggers ------------------------------------------------------------------
 
     fn on_binary(&mut self, sig: Option<FileSig>, now: Instant, out: &mut Vec<Action>) {
+        if self.build_due() {
+            // The build is at work on it; the look after the build decides.
+            self.missing = Missing::No;
+            return;
+        }
         let Some(sig) = sig else {
             if self.missing == Missing::No {
                 self.missing = Missing::Since(now + MISSING_REPORT_AFTER);
@@ -442,8 +616,17 @@ impl Supervisor {
             .max()
             .is_some_and(|started| now.saturating_duration_since(started) <= SELF_WRITE_WINDOW);
         self.self_writes.last_change = Some((path.clone(), soon));
+        if self
+            .settings
+            .build
+            .as_ref()
+            .is_some_and(|b| !b.triggers(&path))
+        {
+            // Written by the build (or by hotrun): it must not run the build again.
+            return;
+        }
         if self.settings.debounce.is_zero() {
-            self.request_restart(Trigger::PathChanged(path), now, out);
+            self.on_watch_change(path, now, out);
         } else {
             self.debounce = Some((now + self.settings.debounce, path));
         }
@@ -756,8 +939,9 @@ impl Supervisor {
             message: failure.message,
             still_serving: serving,
         }));
-        if self.children.is_empty() && self.next_generation == 1 {
-            // Not even the first generation could start.
+        if self.children.is_empty() && self.next_generation == 1 && self.settings.build.is_none() {
+            // Not even the first generation could start (with --build, the next build may
+            // fix it: wait for a change).
             self.mode = Mode::Done;
             out.push(Action::Exit(Outcome::CannotStart(failure.exit_code)));
         } else if serving.is_none() {
@@ -896,18 +1080,7 @@ impl Supervisor {
                     alive: now.saturating_duration_since(child.started),
                 }));
             }
-            if self.children.is_empty() {
-                let outcome = match (shutdown.end, shutdown.received) {
-                    (Some(end), received) => Outcome::Child { end, received },
-                    (None, Some(signal)) => Outcome::Signaled(signal),
-                    (None, None) => Outcome::Child {
-                        end,
-                        received: None,
-                    },
-                };
-                self.mode = Mode::Done;
-                out.push(Action::Exit(outcome));
-            }
+            self.exit_if_all_gone(Some(end), out);
             return;
         }
 
@@ -1062,13 +1235,16 @@ impl Supervisor {
             Some(s) => s.received(),
         };
         let live: Vec<Generation> = self.children.iter().map(|c| c.generation).collect();
+        // A build under way is stopped too (with the signal as it came: a terminal's
+        // Ctrl-C would have reached it as SIGINT); nothing of it may be left running.
+        self.builds.again = None;
+        let build_signal = match signal {
+            Some(ShutdownSignal::TerminalClosed) | None => Signal::SIGTERM,
+            Some(s) => s.received(),
+        };
+        self.stop_build(build_signal, now, out);
         if live.is_empty() {
-            self.mode = Mode::Done;
-            out.push(Action::Exit(match (end, received) {
-                (Some(end), received) => Outcome::Child { end, received },
-                (None, Some(received)) => Outcome::Signaled(received),
-                (None, None) => Outcome::Signaled(Signal::SIGTERM),
-            }));
+            self.exit_if_all_gone(None, out);
             return;
         }
         for generation in live {
@@ -1086,6 +1262,16 @@ impl Supervisor {
     }
 
     fn kill_all(&mut self, out: &mut Vec<Action>) {
+        if let Some(build) = self.builds.running.as_mut() {
+            if let Some(stop) = build.stop.as_mut() {
+                stop.kill_at = None;
+                stop.killed = true;
+            }
+            out.push(Action::SignalBuild {
+                build: build.id,
+                signal: Signal::SIGKILL,
+            });
+        }
         for child in &mut self.children {
             if let Some(stop) = child.stop.as_mut() {
                 stop.kill(Kill::Forced);
@@ -1105,6 +1291,373 @@ impl Supervisor {
                 received: Some(s), ..
             }) if *s != Signal::SIGHUP => *s,
             _ => self.settings.stop_signal,
+        }
+    }
+
+    /// Ends hotrun once it is shutting down and every generation and the build are gone.
+    /// `last`: how the generation that was just found gone ended.
+    fn exit_if_all_gone(&mut self, last: Option<ChildEnd>, out: &mut Vec<Action>) {
+        let Mode::ShuttingDown(shutdown) = &self.mode else {
+            return;
+        };
+        if !self.children.is_empty() || self.builds.running.is_some() {
+            return;
+        }
+        let outcome = match (shutdown.end, shutdown.received, last) {
+            (Some(end), received, _) => Outcome::Child { end, received },
+            (None, Some(signal), _) => Outcome::Signaled(signal),
+            (None, None, Some(end)) => Outcome::Child {
+                end,
+                received: None,
+            },
+            (None, None, None) => Outcome::Signaled(Signal::SIGTERM),
+        };
+        self.mode = Mode::Done;
+        out.push(Action::Exit(outcome));
+    }
+
+    // ---- builds (--build) ------------------------------------------------------------
+
+    /// A build runs, or is about to (a change waits out its quiet period, or another
+    /// build follows the one being stopped).
+    fn build_due(&self) -> bool {
+        self.settings.build.is_some()
+            && (self.builds.running.is_some()
+                || self.builds.again.is_some()
+                || self.debounce.is_some())
+    }
+
+    /// No generation was ever started, and none is being started: the builds decide
+    /// generation 1.
+    fn nothing_started(&self) -> bool {
+        self.next_generation == 1 && self.children.is_empty() && matches!(self.mode, Mode::Serving)
+    }
+
+    /// A `--watch` path changed (after its quiet period): a build with `--build`, else a
+    /// restart.
+    fn on_watch_change(&mut self, path: PathBuf, now: Instant, out: &mut Vec<Action>) {
+        if self.settings.build.is_none() {
+            self.request_restart(Trigger::PathChanged(path), now, out);
+            return;
+        }
+        if matches!(self.mode, Mode::ShuttingDown(_) | Mode::Done) {
+            return;
+        }
+        let Some(build) = &self.builds.running else {
+            self.start_build(BuildTrigger::Changed(path), now, out);
+            return;
+        };
+        let written_by_build = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| WRITTEN_BY_BUILDS.contains(&n));
+        if build.stop.is_some() {
+            // Already being stopped for an earlier change: the next build takes this too.
+            self.builds.again = Some(path);
+        } else if written_by_build {
+            self.builds.again.get_or_insert(path);
+        } else if self.builds.stopped_in_a_row >= BUILD_STOP_STREAK {
+            if self.builds.again.is_none() {
+                out.push(Action::Report(Status::BuildQueued {
+                    changed: path.clone(),
+                    stops: self.builds.stopped_in_a_row,
+                }));
+            }
+            self.builds.again = Some(path);
+        } else {
+            self.builds.stopped_in_a_row += 1;
+            out.push(Action::Report(Status::BuildStopping {
+                changed: path.clone(),
+            }));
+            self.builds.again = Some(path);
+            self.stop_build(Signal::SIGTERM, now, out);
+        }
+    }
+
+    fn start_build(&mut self, trigger: BuildTrigger, now: Instant, out: &mut Vec<Action>) {
+        self.count_build_loop(&trigger, now, out);
+        self.builds.next_id += 1;
+        let id = BuildId(self.builds.next_id);
+        self.builds.running = Some(Build {
+            id,
+            trigger: trigger.clone(),
+            started: now,
+            stop: None,
+            exit: None,
+        });
+        out.push(Action::Report(Status::BuildStarted {
+            trigger: trigger.clone(),
+        }));
+        out.push(Action::Build { build: id, trigger });
+    }
+
+    /// Keeps the streak of builds started by one path changing right after the build it
+    /// started before, and tells the user once when it is long enough.
+    fn count_build_loop(&mut self, trigger: &BuildTrigger, now: Instant, out: &mut Vec<Action>) {
+        let window = BUILD_LOOP_WINDOW + self.settings.debounce;
+        let builds = &mut self.builds;
+        let again = match (trigger, &builds.last) {
+            (BuildTrigger::Changed(path), Some((ended, last))) => {
+                path == last && now.saturating_duration_since(*ended) <= window
+            }
+            _ => false,
+        };
+        builds.loop_streak = if again { builds.loop_streak + 1 } else { 0 };
+        if builds.loop_streak >= BUILD_LOOP_STREAK
+            && !builds.loop_told
+            && let BuildTrigger::Changed(path) = trigger
+        {
+            builds.loop_told = true;
+            out.push(Action::Report(Status::BuildLoop { path: path.clone() }));
+        }
+    }
+
+    /// Sends `signal` to the running build's group and arms its grace deadline; a build
+    /// already stopping gets the signal too (the deadline stays).
+    fn stop_build(&mut self, signal: Signal, now: Instant, out: &mut Vec<Action>) {
+        let grace = self.settings.grace;
+        let Some(build) = self.builds.running.as_mut() else {
+            return;
+        };
+        match build.stop.as_mut() {
+            Some(stop) => stop.signal = signal,
+            None => {
+                build.stop = Some(BuildStop {
+                    signal,
+                    kill_at: Some(now + grace),
+                    killed: false,
+                });
+            }
+        }
+        out.push(Action::SignalBuild {
+            build: build.id,
+            signal,
+        });
+    }
+
+    fn on_build_spawn_failed(
+        &mut self,
+        id: BuildId,
+        message: String,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        if self.builds.running.as_ref().map(|b| b.id) != Some(id) {
+            return;
+        }
+        self.builds.running = None;
+        out.push(Action::Report(Status::BuildCannotStart { message }));
+        if matches!(self.mode, Mode::ShuttingDown(_)) {
+            self.exit_if_all_gone(None, out);
+        } else if self.nothing_started() {
+            // Start what is there; the spawn says so if there is nothing.
+            self.request_restart(Trigger::Start, now, out);
+        }
+    }
+
+    fn on_build_exited(
+        &mut self,
+        id: BuildId,
+        end: ChildEnd,
+        group_empty: bool,
+        binary: Option<(FileSig, bool)>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(build) = self.builds.running.as_mut().filter(|b| b.id == id) else {
+            return;
+        };
+        if build.exit.is_some() {
+            return;
+        }
+        if let Some(stop) = &build.stop {
+            // A build hotrun stopped: it is over once its whole group is gone.
+            let signal = stop.signal;
+            build.exit = Some(BuildExit {
+                end,
+                recheck_at: None,
+                poll: GROUP_POLL_FIRST,
+            });
+            if group_empty {
+                self.build_gone(now, out);
+            } else {
+                // What is left gets the signal too (a process forked after it was sent).
+                out.push(Action::SignalBuild { build: id, signal });
+                if let Some(exit) = build.exit.as_mut() {
+                    exit.recheck_at = Some(now + exit.poll);
+                }
+            }
+            return;
+        }
+        // It ended on its own: its leader's status is the build's. Processes it left in
+        // its group are its business (a build tool's daemon); hotrun will not signal the
+        // group again, so the leader is reaped now.
+        let took = now.saturating_duration_since(build.started);
+        self.builds.last = match &build.trigger {
+            BuildTrigger::Changed(path) => Some((now, path.clone())),
+            BuildTrigger::Start => None,
+        };
+        self.builds.running = None;
+        self.builds.stopped_in_a_row = 0;
+        out.push(Action::ReapBuild { build: id });
+        if end == ChildEnd::Exited(0) {
+            self.on_build_ok(took, binary, now, out);
+        } else {
+            self.on_build_failed(end, took, binary.map(|(sig, _)| sig), now, out);
+        }
+        if let Some(path) = self.builds.again.take() {
+            self.start_build(BuildTrigger::Changed(path), now, out);
+        }
+    }
+
+    /// A build succeeded: restart if it changed the executable (or nothing runs).
+    /// `binary`: what is at the command's path, and whether its content is the running
+    /// generation's.
+    fn on_build_ok(
+        &mut self,
+        took: Duration,
+        binary: Option<(FileSig, bool)>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(build) = &self.settings.build else {
+            return;
+        };
+        self.missing = Missing::No;
+        let Some((binary, same_content)) = binary.filter(|(sig, _)| sig.is_runnable()) else {
+            out.push(Action::Report(Status::BuildFinished {
+                took,
+                then: AfterBuild::NoProgram {
+                    program: build.program.clone(),
+                },
+            }));
+            return;
+        };
+        let idle = self.current.is_none() && matches!(self.mode, Mode::Serving);
+        if same_content && self.binary.is_some() {
+            // Written anew with the very same bytes (`go build -o` does): the running
+            // generation already runs it; its new identity is the one to compare with
+            // from now on (or the watcher's late news of it would restart).
+            self.binary = Some(binary);
+        }
+        let changed = self.binary != Some(binary);
+        let trigger = if self.nothing_started() {
+            Trigger::Start
+        } else if changed {
+            Trigger::BinaryChanged
+        } else if build.restart_after_every_build || idle {
+            Trigger::Built
+        } else {
+            out.push(Action::Report(Status::BuildFinished {
+                took,
+                then: AfterBuild::Unchanged {
+                    serving: self.current,
+                },
+            }));
+            return;
+        };
+        out.push(Action::Report(Status::BuildFinished {
+            took,
+            then: AfterBuild::Restart,
+        }));
+        self.request_restart(trigger, now, out);
+    }
+
+    /// A build failed: nothing is restarted (at start, the executable from before is
+    /// started if there is one).
+    fn on_build_failed(
+        &mut self,
+        end: ChildEnd,
+        took: Duration,
+        binary: Option<FileSig>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(build) = &self.settings.build else {
+            return;
+        };
+        let runnable = binary.is_some_and(|b| b.is_runnable());
+        let then = match self.current {
+            Some(serving) => AfterFailedBuild::Serving(serving),
+            None if self.nothing_started() && runnable => AfterFailedBuild::StartFromBefore {
+                program: build.program.clone(),
+            },
+            None => AfterFailedBuild::NothingToRun,
+        };
+        let start = matches!(then, AfterFailedBuild::StartFromBefore { .. });
+        out.push(Action::Report(Status::BuildFailed { end, took, then }));
+        if start {
+            self.request_restart(Trigger::Start, now, out);
+        }
+    }
+
+    fn on_build_group_checked(
+        &mut self,
+        id: BuildId,
+        empty: bool,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(build) = self.builds.running.as_mut().filter(|b| b.id == id) else {
+            return;
+        };
+        if empty {
+            self.build_gone(now, out);
+        } else if let Some(exit) = build.exit.as_mut() {
+            exit.poll = (exit.poll * 2).min(GROUP_POLL_MAX);
+            exit.recheck_at = Some(now + exit.poll);
+        }
+    }
+
+    /// A stopped build's whole group is gone: reap it; build again or finish shutting
+    /// down.
+    fn build_gone(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(build) = self.builds.running.take() else {
+            return;
+        };
+        out.push(Action::ReapBuild { build: build.id });
+        let shutting_down = matches!(self.mode, Mode::ShuttingDown(_));
+        let again = if shutting_down {
+            None
+        } else {
+            self.builds.again.take()
+        };
+        if let Some(exit) = &build.exit {
+            out.push(Action::Report(Status::BuildStopped {
+                end: exit.end,
+                took: now.saturating_duration_since(build.started),
+                killed: build.stop.as_ref().is_some_and(|s| s.killed),
+                rebuilding: again.is_some(),
+            }));
+        }
+        if shutting_down {
+            self.exit_if_all_gone(None, out);
+        } else if let Some(path) = again {
+            self.start_build(BuildTrigger::Changed(path), now, out);
+        }
+    }
+
+    fn on_build_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let grace = self.settings.grace;
+        let Some(build) = self.builds.running.as_mut() else {
+            return;
+        };
+        if let Some(stop) = build.stop.as_mut()
+            && stop.kill_at.is_some_and(|at| at <= now)
+        {
+            stop.kill_at = None;
+            stop.killed = true;
+            out.push(Action::SignalBuild {
+                build: build.id,
+                signal: Signal::SIGKILL,
+            });
+            out.push(Action::Report(Status::BuildGraceExpired { grace }));
+        }
+        if let Some(exit) = build.exit.as_mut()
+            && exit.recheck_at.is_some_and(|at| at <= now)
+        {
+            exit.recheck_at = None;
+            out.push(Action::CheckBuildGroup { build: build.id });
         }
     }
 
@@ -1147,8 +1700,9 @@ impl Supervisor {
         if self.debounce.as_ref().is_some_and(|(at, _)| *at <= now)
             && let Some((_, path)) = self.debounce.take()
         {
-            self.request_restart(Trigger::PathChanged(path), now, out);
+            self.on_watch_change(path, now, out);
         }
+        self.on_build_tick(now, out);
         let due: Vec<Generation> = self
             .children
             .iter()

@@ -28,6 +28,7 @@ fn settings(on_exit: OnExit) -> Settings {
         ready: Readiness::Auto,
         ready_timeout: Duration::from_secs(30),
         drain: DRAIN,
+        build: None,
     }
 }
 
@@ -1283,3 +1284,7 @@ fn a_change_queued_during_a_restart_counts_when_its_restart_begins() {
     }
     assert_eq!(told, vec![PathBuf::from("log/app.log")]);
 }
+
+/// `--build`.
+#[path = "supervisor_build_tests.rs"]
+mod build;

@@ -322,6 +322,12 @@ impl Drill {
     }
 
     fn step_first(&mut self, progress: Progress, now: Instant) -> Option<Event> {
+        if progress.building {
+            // `--build`: the first generation waits for the build, however long it takes
+            // (the build's end wakes the loop). The budget counts from the build's end.
+            self.budget_end = None;
+            return None;
+        }
         let budget = self.config.restart_budget;
         let deadline = *self.budget_end.get_or_insert(now + budget);
         let up = progress.idle && progress.current.is_some();

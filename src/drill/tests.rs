@@ -25,6 +25,7 @@ fn up(g: u64) -> Progress {
     Progress {
         idle: true,
         current: Some(Generation(g)),
+        building: false,
     }
 }
 
@@ -32,6 +33,7 @@ fn busy(g: u64) -> Progress {
     Progress {
         idle: false,
         current: Some(Generation(g)),
+        building: false,
     }
 }
 

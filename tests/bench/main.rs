@@ -8,6 +8,7 @@
 //! target/release/examples/bench reaction 41     # only reaction latency, 41 runs per case
 //! target/release/examples/bench load 200        # only downtime under load, 200 restarts
 //! target/release/examples/bench idle 5           # only the idle cost, median of 5 runs
+//! target/release/examples/bench build           # only the edit -> build -> restart loop (5 edits)
 //! ```
 //!
 //! Latency is measured from the moment the benchmark replaces the binary (the rename, the
@@ -16,6 +17,9 @@
 //! for every tool alike).
 #![allow(clippy::unwrap_used)]
 
+mod build;
+#[path = "../shared/cargo_project.rs"]
+mod cargo_project;
 mod load;
 mod own_port;
 
@@ -39,9 +43,9 @@ fn main() {
     kill_tracked_on_panic();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let what = match args.first().map(String::as_str) {
-        Some(w @ ("reaction" | "load" | "own-port" | "filter" | "soak" | "idle" | "all")) => {
-            w.to_string()
-        }
+        Some(
+            w @ ("reaction" | "load" | "own-port" | "filter" | "soak" | "idle" | "build" | "all"),
+        ) => w.to_string(),
         _ => "all".to_string(),
     };
     let count: Option<usize> = args.iter().find_map(|a| a.parse().ok());
@@ -71,6 +75,10 @@ fn main() {
     }
     if all || what == "idle" {
         idle(&hotrun, &fixture, count.unwrap_or(3).max(1));
+    }
+    if all || what == "build" {
+        let edits = count.map_or(build::EDITS, |n| u32::try_from(n).unwrap_or(build::EDITS));
+        build::build_loop(&hotrun, edits.max(1));
     }
     if all || what == "soak" {
         soak(&hotrun, &fixture, count.unwrap_or(10_000).max(10));

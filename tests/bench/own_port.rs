@@ -24,7 +24,7 @@ const TARGET_PASSING_BIND_US: f64 = 20.0;
 
 /// A port reserved for the run: bound with SO_REUSEADDR and never listening, so the
 /// servers (which set SO_REUSEADDR too) can bind it and nothing else takes it.
-fn reserve_port() -> (OwnedFd, u16) {
+pub(crate) fn reserve_port() -> (OwnedFd, u16) {
     let fd = socket(
         AddressFamily::Inet,
         SockType::Stream,

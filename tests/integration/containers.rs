@@ -270,3 +270,91 @@ fn as_a_subreaper_orphans_are_reaped_while_a_leader_waits_unreaped_for_its_group
     h.signal(Signal::SIGTERM);
     h.wait();
 }
+
+#[test]
+fn as_a_subreaper_a_stopped_builds_leader_waits_unreaped_for_its_group() {
+    let sb = Sandbox::new();
+    let app = sb.install_fixture("app");
+    let log = sb.log();
+    let src = sb.path("src");
+    fs::create_dir(&src).unwrap();
+    let builds = Log {
+        path: sb.path("builds"),
+    };
+    // Does nothing until src/v exists; then leaves an orphan, a job that ignores its stop
+    // signal, and waits for a gate that never opens.
+    let build = sb.path("build.sh");
+    fs::write(
+        &build,
+        format!(
+            "#!/bin/sh\ncd '{dir}'\ntest -e src/v || exit 0\n\
+             ( sleep 0.05 & echo \"orphan pid=$!\" >> builds )\n\
+             ( trap '' INT TERM; exec sleep 1000 ) &\n\
+             echo \"straggler pid=$!\" >> builds\n\
+             echo \"building pid=$$\" >> builds\n\
+             while ! test -e gate; do sleep 0.01; done\n",
+            dir = sb.path("").display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&build, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut h = Hotrun::start_with(
+        &[
+            "--build".as_ref(),
+            build.as_os_str(),
+            "--watch".as_ref(),
+            src.as_os_str(),
+            "--grace".as_ref(),
+            "1h".as_ref(),
+            "--".as_ref(),
+            app.as_os_str(),
+            "--log".as_ref(),
+            log.arg(),
+        ],
+        as_subreaper,
+    );
+    let hotrun = h.pid();
+    h.expect(&["gen 1 started"]);
+    fs::write(src.join("v"), "1").unwrap();
+    let script = pid_in(&builds.wait_for(&["building"]));
+    // The build's leader (`sh -c`, whether or not it execs the script) leads its group.
+    let shell = proc_stat(script).expect("the build runs").pgrp;
+    let straggler = pid_in(&builds.wait_for(&["straggler"]));
+    let orphan = pid_in(&builds.wait_for(&["orphan"]));
+    // A change during the build stops it: the shell exits, its straggler lives on.
+    fs::write(src.join("v"), "2").unwrap();
+    h.expect(&["src/v changed during it; building again"]);
+    let state = |pid: i32| proc_stat(pid).map(|p| (p.state, p.ppid));
+    wait_until(
+        "the stopped build's shell to be a zombie",
+        || state(shell) == Some(('Z', hotrun)),
+        || format!("{:?}\n{}", proc_stat(shell), h.transcript()),
+    );
+    // The orphan the build left is reaped meanwhile; the shell is not (its group lives).
+    wait_until(
+        &format!("the build's orphan {orphan} to be reaped"),
+        || state(orphan).is_none_or(|(_, parent)| parent != hotrun),
+        || format!("{:?}\n{}", proc_stat(orphan), h.transcript()),
+    );
+    assert_eq!(state(shell), Some(('Z', hotrun)), "reaped early");
+    assert_eq!(state(straggler).map(|s| s.1), Some(hotrun));
+    assert_eq!(builds.count(&["building"]), 1, "built again too early");
+    // Once the straggler is gone, the shell is reaped and the build runs again.
+    kill(Pid::from_raw(straggler), Signal::SIGKILL).unwrap();
+    wait_until(
+        "the straggler and the stopped build's shell to be reaped",
+        || state(straggler).is_none() && state(shell).is_none(),
+        || format!("{:?} {:?}", proc_stat(straggler), proc_stat(shell)),
+    );
+    wait_until(
+        "the build to run again",
+        || builds.count(&["building"]) == 2,
+        || h.transcript(),
+    );
+    assert!(zombies_and_orphans(hotrun).0.is_empty());
+    // The new build has a stubborn job too: the second SIGTERM kills at once.
+    h.signal(Signal::SIGTERM);
+    h.expect(&["got SIGTERM"]);
+    h.signal(Signal::SIGTERM);
+    h.wait();
+}

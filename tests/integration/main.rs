@@ -3,6 +3,12 @@
 //! what happened to every process. One test binary, one module per area.
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
+/// `--build`: the build runs on a change while the old generation serves; real cargo
+/// builds, failed builds, edits and signals during a build, the start-up build.
+mod build;
+/// A small cargo project made in a temporary directory (shared with the benchmark).
+#[path = "../shared/cargo_project.rs"]
+mod cargo_project;
 /// --events JSON lines and `hotrun drill`.
 mod ci_mode;
 /// hotrun as PID 1 of a PID namespace and as a subreaper: orphans reaped, leaders not.
