@@ -18,12 +18,12 @@ use nix::sys::stat::Mode;
 use crate::cli::Config;
 use crate::drill::Drill;
 use crate::event::{
-    Action, BuildId, Event, Generation, Outcome, ShutdownSignal, SocketNews, SpawnFailure, Status,
-    Trigger,
+    Action, BuildId, Event, Generation, Outcome, ShutdownSignal, SpawnFailure, Status, Trigger,
 };
 use crate::events::EventLog;
 use crate::exit::{self, Failure};
 use crate::guardian::Guardian;
+use crate::input::Input;
 use crate::process::{self, Handoff, Leader, Spawner, file_sig};
 use crate::readiness::{NotifyDir, NotifySocket};
 use crate::report::Reporter;
@@ -31,31 +31,6 @@ use crate::sockets::{self, ListenAddr, Listeners};
 use crate::supervisor::{Readiness, Supervisor};
 use crate::takeover::{self, Seed, Takeover};
 use crate::{footprint, ignores, orphans, program, signals, watcher};
-
-/// What the event sources send to the loop.
-#[derive(Debug)]
-pub(crate) enum Input {
-    /// A signal number from the signal thread.
-    Signal(i32),
-    /// Something happened to the command's executable (the loop looks at it when it gets
-    /// to this input, so a stale observation never counts).
-    Binary,
-    /// A `--watch` path changed.
-    Path(PathBuf),
-    /// The watcher could not do all it should (the user is told; watching goes on).
-    Warning(String),
-    /// A generation's notify socket got a message.
-    Notify {
-        generation: Generation,
-        ready: bool,
-        status: Option<String>,
-    },
-    /// Socket takeover saw a generation bind, listen or accept.
-    Socket {
-        generation: Generation,
-        news: SocketNews,
-    },
-}
 
 /// Runs hotrun until the supervisor says it is done; returns hotrun's exit.
 pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {

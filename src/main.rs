@@ -11,6 +11,7 @@ mod exit;
 mod footprint;
 mod guardian;
 mod ignores;
+mod input;
 mod orphans;
 mod poll;
 mod process;

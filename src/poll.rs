@@ -19,9 +19,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use crossbeam_channel::Sender;
 
-use crate::app::Input;
 use crate::event::FileSig;
 use crate::ignores::Rules;
+use crate::input::Input;
 use crate::process::file_sig;
 use crate::watcher::Tree;
 

@@ -22,8 +22,8 @@ use std::thread;
 use crossbeam_channel::Sender;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 
-use crate::app::Input;
 use crate::event::Generation;
+use crate::input::Input;
 
 /// The private directory for the notify sockets; removed when dropped.
 #[derive(Debug)]

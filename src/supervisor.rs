@@ -130,8 +130,7 @@ impl BuildSettings {
     /// Whether a change of `path` runs the build.
     pub(crate) fn triggers(&self, path: &std::path::Path) -> bool {
         let path = self.cwd.join(path);
-        !self.ignore_files.contains(&path)
-            && !self.ignore_dirs.iter().any(|d| within(&path, d))
+        !self.ignore_files.contains(&path) && !self.ignore_dirs.iter().any(|d| within(&path, d))
     }
 }
 

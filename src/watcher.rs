@@ -35,8 +35,8 @@ use crossbeam_channel::{Sender, unbounded};
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
-use crate::app::Input;
 use crate::ignores::{Extra, Rules};
+use crate::input::Input;
 use crate::poll;
 
 /// What to watch.
