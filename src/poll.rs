@@ -20,10 +20,9 @@ use anyhow::{Context, Result};
 use crossbeam_channel::Sender;
 
 use crate::event::FileSig;
-use crate::ignores::Rules;
+use crate::ignores::{Rules, Tree};
 use crate::input::Input;
 use crate::process::file_sig;
-use crate::watcher::Tree;
 
 /// What a path looked like in one round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
