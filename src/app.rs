@@ -632,7 +632,10 @@ fn report_build_setup(
                 cwd.display()
             ),
             "build_watching",
-            serde_json::json!({ "paths": [cwd], "except": build_settings.ignore_dirs }),
+            serde_json::json!({
+                "paths": [cwd.to_string_lossy()],
+                "except": build_settings.ignore_dirs.iter().map(|d| d.to_string_lossy()).collect::<Vec<_>>(),
+            }),
         );
     }
     if build_settings.restart_after_every_build {

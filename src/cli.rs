@@ -18,6 +18,7 @@ use crate::drill::{self, DrillConfig, Probe};
 use crate::exit::{self, Failure};
 use crate::process::Spawner;
 use crate::program;
+use crate::report::ColorChoice;
 use crate::sockets::{self, ListenSpec};
 use crate::supervisor::{BuildSettings, OnExit, Readiness, Settings};
 
@@ -201,14 +202,6 @@ enum OnExitArg {
     Wait,
     Restart,
     Exit,
-}
-
-/// `--color`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ColorChoice {
-    Auto,
-    Always,
-    Never,
 }
 
 /// Everything hotrun needs, resolved and checked.

@@ -72,6 +72,15 @@ pub(crate) enum BuildTrigger {
     Changed(PathBuf),
 }
 
+impl fmt::Display for BuildTrigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildTrigger::Start => f.write_str("start"),
+            BuildTrigger::Changed(path) => write!(f, "{} changed", path.display()),
+        }
+    }
+}
+
 /// The number of a build: 1 for the first, +1 for each build started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct BuildId(pub(crate) u64);
@@ -214,7 +223,8 @@ pub(crate) enum Event {
     /// Something happened to the command's executable; this is what is at its path now
     /// (`None`: nothing).
     BinaryChanged(Option<FileSig>),
-    /// A `--watch` path changed.
+    /// A `--watch` path changed; the path as the user would write it (relative to the
+    /// current directory when it lies below it), which is how every message shows it.
     PathChanged(PathBuf),
     /// A `Spawn` action succeeded: the exec went through.
     Spawned {

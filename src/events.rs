@@ -253,10 +253,9 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         Status::Backoff { delay } => ("backoff", json!({ "delay_ms": ms(*delay) })),
         Status::BinaryMissing => ("binary_missing", json!({})),
         Status::SelfWrites { path } => ("self_writes", json!({ "path": path.to_string_lossy() })),
-        Status::BuildStarted { trigger } => (
-            "build_started",
-            json!({ "trigger": crate::report::build_trigger(trigger) }),
-        ),
+        Status::BuildStarted { trigger } => {
+            ("build_started", json!({ "trigger": trigger.to_string() }))
+        }
         Status::BuildFinished { took, then } => {
             let (then, serving) = match then {
                 AfterBuild::Restart => ("restart", None),
@@ -284,11 +283,11 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         }
         Status::BuildStopping { changed } => (
             "build_stopping",
-            json!({ "changed": crate::report::shown(changed), "then": "build_again" }),
+            json!({ "changed": changed.to_string_lossy(), "then": "build_again" }),
         ),
         Status::BuildQueued { changed, stops } => (
             "build_queued",
-            json!({ "changed": crate::report::shown(changed), "stopped_in_a_row": stops }),
+            json!({ "changed": changed.to_string_lossy(), "stopped_in_a_row": stops }),
         ),
         Status::BuildStopped {
             end, took, killed, ..
@@ -304,8 +303,27 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             json!({ "signal": "SIGKILL", "grace_ms": ms(*grace) }),
         ),
         Status::BuildCannotStart { message } => ("build_cannot_start", json!({ "why": message })),
-        Status::BuildLoop { path } => ("build_loop", json!({ "path": crate::report::shown(path) })),
+        Status::BuildLoop { path } => ("build_loop", json!({ "path": path.to_string_lossy() })),
         Status::ShuttingDown { signal } => ("shutdown", json!({ "signal": signal.as_str() })),
         Status::ForceKill => ("shutdown", json!({ "signal": "SIGKILL", "forced": true })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn paths_that_are_not_utf8_are_written_lossily() {
+        let path = PathBuf::from(OsStr::from_bytes(b"src/caf\xe9.rs"));
+        let (event, fields) = describe(&Status::BuildLoop { path: path.clone() });
+        assert_eq!(event, "build_loop");
+        assert_eq!(fields["path"], "src/caf\u{fffd}.rs");
+        let (_, fields) = describe(&Status::BuildStopping { changed: path });
+        assert_eq!(fields["changed"], "src/caf\u{fffd}.rs");
     }
 }

@@ -8,11 +8,20 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use clap::ValueEnum;
 use console::{Style, Term};
 
-use crate::cli::ColorChoice;
-use crate::event::{AfterBuild, AfterFailedBuild, BuildTrigger, ChildEnd, Outcome, Status};
+use crate::event::{AfterBuild, AfterFailedBuild, ChildEnd, Outcome, Status};
 use crate::events::EventLog;
+
+/// `--color`: whether status lines are coloured (`Auto`: on a terminal, unless `NO_COLOR`
+/// is set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
 
 /// Tells the user (stderr) and, with `--events`, the machine (JSON lines).
 pub(crate) struct Reporter {
@@ -318,10 +327,7 @@ fn describe(status: &Status) -> (Level, String) {
                 path.display()
             ),
         ),
-        Status::BuildStarted { trigger } => (
-            Level::Info,
-            format!("build started ({})", build_trigger(trigger)),
-        ),
+        Status::BuildStarted { trigger } => (Level::Info, format!("build started ({trigger})")),
         Status::BuildFinished { took, then } => match then {
             AfterBuild::Restart => (Level::Good, format!("build finished in {}", ms(*took))),
             AfterBuild::Unchanged { serving } => (
@@ -369,7 +375,7 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Info,
             format!(
                 "build stopped: {} changed during it; building again",
-                shown(changed).display()
+                changed.display()
             ),
         ),
         Status::BuildQueued { changed, stops } => (
@@ -378,7 +384,7 @@ fn describe(status: &Status) -> (Level, String) {
                 "{} changed during the build; {stops} builds in a row were stopped for changes \
                  during them, so this one finishes and another follows (if the build writes \
                  into a watched directory, keep its output out of --watch)",
-                shown(changed).display()
+                changed.display()
             ),
         ),
         Status::BuildStopped {
@@ -417,7 +423,7 @@ fn describe(status: &Status) -> (Level, String) {
                 "builds keep being started by {} changing right after each build: if something \
                  writes it by itself (a log, the server, the build), keep it out of the watched \
                  directories (--watch the sources only)",
-                shown(path).display()
+                path.display()
             ),
         ),
         Status::ShuttingDown { signal } => (
@@ -428,14 +434,6 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Warn,
             "second signal: killing every process group now".into(),
         ),
-    }
-}
-
-/// `src/main.rs changed`, `start`.
-pub(crate) fn build_trigger(trigger: &BuildTrigger) -> String {
-    match trigger {
-        BuildTrigger::Start => "start".into(),
-        BuildTrigger::Changed(path) => format!("{} changed", shown(path).display()),
     }
 }
 
