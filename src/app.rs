@@ -20,7 +20,7 @@ use crate::drill::Drill;
 use crate::event::{
     Action, BuildId, Event, Generation, Outcome, ShutdownSignal, SpawnFailure, Status, Trigger,
 };
-use crate::events::EventLog;
+use crate::event_log::EventLog;
 use crate::exit::{self, Failure};
 use crate::guardian::Guardian;
 use crate::input::Input;

@@ -6,7 +6,7 @@ mod app;
 mod cli;
 mod drill;
 mod event;
-mod events;
+mod event_log;
 mod exit;
 mod footprint;
 mod guardian;

@@ -12,7 +12,7 @@ use clap::ValueEnum;
 use console::{Style, Term};
 
 use crate::event::{AfterBuild, AfterFailedBuild, ChildEnd, Outcome, Status};
-use crate::events::EventLog;
+use crate::event_log::EventLog;
 
 /// `--color`: whether status lines are coloured (`Auto`: on a terminal, unless `NO_COLOR`
 /// is set).

@@ -86,7 +86,8 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// `{"code": 3}` or `{"signal": "SIGTERM"}`.
+/// `{"code": 3, "signal": null}` or `{"code": null, "signal": "SIGTERM"}`: both keys, always,
+/// so a consumer can read either without looking for it first.
 fn end_fields(end: ChildEnd) -> Value {
     match end {
         ChildEnd::Exited(code) => json!({ "code": code, "signal": null }),
