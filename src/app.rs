@@ -22,9 +22,10 @@ use crate::event::{
 };
 use crate::event_log::EventLog;
 use crate::exit::{self, Failure};
+use crate::file_id::{self, FileId};
 use crate::guardian::Guardian;
 use crate::input::Input;
-use crate::process::{self, Handoff, Leader, Spawner, file_sig};
+use crate::process::{self, Handoff, Leader, Spawner};
 use crate::readiness::{NotifyDir, NotifySocket};
 use crate::report::Reporter;
 use crate::sockets::{self, ListenAddr, Listeners};
@@ -258,7 +259,9 @@ impl World {
     /// Turns an input into zero or more events.
     fn translate(&mut self, input: Input, queue: &mut VecDeque<Event>) {
         match input {
-            Input::Binary => queue.push_back(Event::BinaryChanged(file_sig(&self.spawner.program))),
+            Input::Binary => {
+                queue.push_back(Event::BinaryChanged(FileId::of(&self.spawner.program)))
+            }
             Input::Path(path) => queue.push_back(Event::PathChanged(path)),
             Input::Warning(text) => self.reporter.warn(&text),
             Input::Notify {
@@ -324,9 +327,9 @@ impl World {
         {
             leader.exited = true;
             // The build is over: what it left at the command's path is final.
-            let binary = file_sig(&self.spawner.program);
+            let binary = FileId::of(&self.spawner.program);
             let same_as_running = end == crate::event::ChildEnd::Exited(0)
-                && newest.is_some_and(|pid| process::same_content(&self.spawner.program, pid));
+                && newest.is_some_and(|pid| file_id::same_content(&self.spawner.program, pid));
             queue.push_back(Event::BuildExited {
                 build: *build,
                 end,
@@ -382,7 +385,7 @@ impl World {
             Action::Spawn { generation, .. } => {
                 // The new generation must not inherit a socket a child broke.
                 self.repair_sockets();
-                let binary = file_sig(&self.spawner.program);
+                let binary = FileId::of(&self.spawner.program);
                 let mut handoff = Handoff {
                     sockets: self.listeners.len(),
                     env: self.listeners.env(),
@@ -425,7 +428,7 @@ impl World {
                         }
                         self.guardian.register(leader.pgid);
                         let binary =
-                            process::running_binary(leader.pid, binary, &self.spawner.program);
+                            file_id::running_binary(leader.pid, binary, &self.spawner.program);
                         let pid = leader.pid.as_raw().unsigned_abs();
                         self.leaders.insert(generation, leader);
                         queue.push_back(Event::Spawned {

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::file_id::FileId;
+
 /// The number of a child generation: 1 for the first child, +1 for every child started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Generation(pub(crate) u64);
@@ -138,25 +140,6 @@ impl fmt::Display for ChildEnd {
     }
 }
 
-/// The identity of the file at a path: a restart is due only when it changes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct FileSig {
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
-    pub(crate) size: u64,
-    pub(crate) mtime_ns: i128,
-    /// A regular file with at least one execute bit set.
-    pub(crate) executable: bool,
-}
-
-impl FileSig {
-    /// Whether a file with this identity can be started: a complete build is an executable
-    /// regular file that is not empty (GNU ld sets the execute bits only once it is done).
-    pub(crate) fn is_runnable(&self) -> bool {
-        self.executable && self.size > 0
-    }
-}
-
 /// The signals that make hotrun shut down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ShutdownSignal {
@@ -222,7 +205,7 @@ pub(crate) enum Event {
     Restart(Trigger),
     /// Something happened to the command's executable; this is what is at its path now
     /// (`None`: nothing).
-    BinaryChanged(Option<FileSig>),
+    BinaryChanged(Option<FileId>),
     /// A `--watch` path changed; the path as the user would write it (relative to the
     /// current directory when it lies below it), which is how every message shows it.
     PathChanged(PathBuf),
@@ -230,7 +213,7 @@ pub(crate) enum Event {
     Spawned {
         generation: Generation,
         pid: u32,
-        binary: Option<FileSig>,
+        binary: Option<FileId>,
     },
     /// A `Spawn` action failed.
     SpawnFailed(SpawnFailure),
@@ -272,7 +255,7 @@ pub(crate) enum Event {
         build: BuildId,
         end: ChildEnd,
         group_empty: bool,
-        binary: Option<FileSig>,
+        binary: Option<FileId>,
         same_as_running: bool,
     },
     /// The answer to a `CheckBuildGroup` action.

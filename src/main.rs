@@ -8,6 +8,7 @@ mod drill;
 mod event;
 mod event_log;
 mod exit;
+mod file_id;
 mod footprint;
 mod guardian;
 mod ignores;

@@ -11,7 +11,6 @@ use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,7 +19,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-use crate::event::{ChildEnd, FileSig, Generation, SpawnFailure};
+use crate::event::{ChildEnd, Generation, SpawnFailure};
 use crate::program::{self, NotRunnable};
 use crate::takeover::ChildHook;
 
@@ -470,95 +469,6 @@ pub(crate) fn group_is_empty(pgid: Pgid, _leader: Pid) -> bool {
     true
 }
 
-/// The identity of the binary a just-spawned generation runs, given what was at `path`
-/// just before the spawn (`before`).
-///
-/// The path can change between that `stat` and the exec: a `cp` that finishes writing in
-/// between (the exec then runs the complete file, but `before` saw it half-written, and a
-/// needless second restart would follow), or a rename (the exec may run the newer file).
-/// On Linux, `/proc/PID/exe` names the very file being executed: when it is the file at
-/// the path now, that is the identity; when it is the file seen before, the path has moved
-/// on and a restart must still follow. Otherwise (an interpreter runs a script; no /proc)
-/// `before` is kept, which errs towards one restart too many rather than one too few.
-pub(crate) fn running_binary(pid: Pid, before: Option<FileSig>, path: &Path) -> Option<FileSig> {
-    let exe = file_sig(Path::new(&format!("/proc/{}/exe", pid.as_raw())));
-    let now = file_sig(path);
-    let same = |a: Option<FileSig>, b: Option<FileSig>| match (a, b) {
-        (Some(a), Some(b)) => a.dev == b.dev && a.ino == b.ino,
-        _ => false,
-    };
-    if same(exe, now) { now } else { before }
-}
-
-/// Whether the file at `path` has, byte for byte, the content of the executable process
-/// `pid` runs (`/proc/PID/exe` opens it even once it was unlinked or replaced). Build
-/// tools that write their output anew when nothing changed (`go build -o` copies it out
-/// of its cache every time) give a new identity to the same program. Read in 64 KiB
-/// chunks and given up at the first difference: a changed program differs in its first
-/// pages (its build id) almost always, so this costs little when it matters. Linux only;
-/// elsewhere (and on any error) the answer is no, which errs towards a restart.
-pub(crate) fn same_content(path: &Path, pid: Pid) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        let running = format!("/proc/{}/exe", pid.as_raw());
-        let (Ok(mut a), Ok(mut b)) = (fs::File::open(path), fs::File::open(running)) else {
-            return false;
-        };
-        match (a.metadata(), b.metadata()) {
-            (Ok(ma), Ok(mb)) if ma.len() == mb.len() => {}
-            _ => return false,
-        }
-        let mut chunk_a = vec![0u8; 64 * 1024];
-        let mut chunk_b = vec![0u8; 64 * 1024];
-        loop {
-            let (Ok(n), Ok(m)) = (
-                read_full(&mut a, &mut chunk_a),
-                read_full(&mut b, &mut chunk_b),
-            ) else {
-                return false;
-            };
-            if n != m || chunk_a[..n] != chunk_b[..m] {
-                return false;
-            }
-            if n == 0 {
-                return true;
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (path, pid);
-        false
-    }
-}
-
-/// Reads until `buf` is full or the file ends; how many bytes were read.
-#[cfg(target_os = "linux")]
-fn read_full(file: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
-}
-
-/// The identity of the file at `path` now (following symlinks), or `None` if there is none.
-pub(crate) fn file_sig(path: &Path) -> Option<FileSig> {
-    let meta = fs::metadata(path).ok()?;
-    Some(FileSig {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        size: meta.len(),
-        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        executable: meta.is_file() && meta.permissions().mode() & 0o111 != 0,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -580,27 +490,6 @@ mod tests {
             stdout_to_stderr: false,
             self_exe: PathBuf::from("/proc/self/exe"),
         }
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn the_content_of_a_binary_is_compared_with_what_a_process_runs() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let me = std::env::current_exe().expect("current exe");
-        let copy = dir.path().join("copy");
-        fs::copy(&me, &copy).expect("copy");
-        assert!(same_content(&copy, Pid::this()));
-        // One byte differs, at the very end: the whole file is read.
-        let mut bytes = fs::read(&copy).expect("read");
-        if let Some(last) = bytes.last_mut() {
-            *last ^= 0xff;
-        }
-        fs::write(&copy, &bytes).expect("write");
-        assert!(!same_content(&copy, Pid::this()));
-        bytes.pop();
-        fs::write(&copy, &bytes).expect("write");
-        assert!(!same_content(&copy, Pid::this()), "shorter");
-        assert!(!same_content(&dir.path().join("missing"), Pid::this()));
     }
 
     #[test]

@@ -59,9 +59,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::event::{
-    Action, AfterBuild, AfterFailedBuild, BuildId, BuildTrigger, ChildEnd, Event, FileSig,
-    Generation, Kill, Outcome, ShutdownSignal, SocketNews, SpawnFailure, Status, StopEnd, Trigger,
+    Action, AfterBuild, AfterFailedBuild, BuildId, BuildTrigger, ChildEnd, Event, Generation, Kill,
+    Outcome, ShutdownSignal, SocketNews, SpawnFailure, Status, StopEnd, Trigger,
 };
+use crate::file_id::FileId;
 
 /// What to do when the child exits without being asked to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -430,7 +431,7 @@ pub(crate) struct Supervisor {
     current: Option<Generation>,
     next_generation: u64,
     /// The identity of the binary the newest generation was started from.
-    binary: Option<FileSig>,
+    binary: Option<FileId>,
     /// Since when the binary has been missing (reported once it stays missing for
     /// `MISSING_REPORT_AFTER`: builds delete it for a moment all the time).
     missing: Missing,
@@ -524,7 +525,7 @@ impl Supervisor {
         match event {
             Event::Shutdown(signal) => self.on_shutdown(signal, now, &mut out),
             Event::Restart(trigger) => self.request_restart(trigger, now, &mut out),
-            Event::BinaryChanged(sig) => self.on_binary(sig, now, &mut out),
+            Event::BinaryChanged(id) => self.on_binary(id, now, &mut out),
             Event::PathChanged(path) => self.on_path(path, now, &mut out),
             Event::Spawned {
                 generation,
@@ -563,7 +564,7 @@ impl Supervisor {
                 binary,
                 same_as_running,
             } => {
-                let binary = binary.map(|sig| (sig, same_as_running));
+                let binary = binary.map(|id| (id, same_as_running));
                 self.on_build_exited(build, end, group_empty, binary, now, &mut out);
             }
             Event::BuildGroupChecked { build, empty } => {
@@ -576,20 +577,20 @@ impl Supervisor {
 
     // ---- triggers ------------------------------------------------------------------
 
-    fn on_binary(&mut self, sig: Option<FileSig>, now: Instant, out: &mut Vec<Action>) {
+    fn on_binary(&mut self, id: Option<FileId>, now: Instant, out: &mut Vec<Action>) {
         if self.build_due() {
             // The build is at work on it; the look after the build decides.
             self.missing = Missing::No;
             return;
         }
-        let Some(sig) = sig else {
+        let Some(id) = id else {
             if self.missing == Missing::No {
                 self.missing = Missing::Since(now + MISSING_REPORT_AFTER);
             }
             return;
         };
         self.missing = Missing::No;
-        if !sig.is_runnable() {
+        if !id.is_runnable() {
             // Still being written (GNU ld sets the execute bits last).
             return;
         }
@@ -601,7 +602,7 @@ impl Supervisor {
             }
             return;
         }
-        if self.binary == Some(sig) {
+        if self.binary == Some(id) {
             return;
         }
         self.request_restart(Trigger::BinaryChanged, now, out);
@@ -708,7 +709,7 @@ impl Supervisor {
         &mut self,
         generation: Generation,
         pid: u32,
-        binary: Option<FileSig>,
+        binary: Option<FileId>,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -1459,7 +1460,7 @@ impl Supervisor {
         id: BuildId,
         end: ChildEnd,
         group_empty: bool,
-        binary: Option<(FileSig, bool)>,
+        binary: Option<(FileId, bool)>,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -1502,7 +1503,7 @@ impl Supervisor {
         if end == ChildEnd::Exited(0) {
             self.on_build_ok(took, binary, now, out);
         } else {
-            self.on_build_failed(end, took, binary.map(|(sig, _)| sig), now, out);
+            self.on_build_failed(end, took, binary.map(|(id, _)| id), now, out);
         }
         if let Some(path) = self.builds.again.take() {
             self.start_build(BuildTrigger::Changed(path), now, out);
@@ -1515,7 +1516,7 @@ impl Supervisor {
     fn on_build_ok(
         &mut self,
         took: Duration,
-        binary: Option<(FileSig, bool)>,
+        binary: Option<(FileId, bool)>,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -1523,7 +1524,7 @@ impl Supervisor {
             return;
         };
         self.missing = Missing::No;
-        let Some((binary, same_content)) = binary.filter(|(sig, _)| sig.is_runnable()) else {
+        let Some((binary, same_content)) = binary.filter(|(id, _)| id.is_runnable()) else {
             out.push(Action::Report(Status::BuildFinished {
                 took,
                 then: AfterBuild::NoProgram {
@@ -1568,7 +1569,7 @@ impl Supervisor {
         &mut self,
         end: ChildEnd,
         took: Duration,
-        binary: Option<FileSig>,
+        binary: Option<FileId>,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
