@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ use crate::report::Reporter;
 use crate::sockets::{self, ListenAddr, Listeners};
 use crate::supervisor::{Readiness, Supervisor};
 use crate::takeover::{self, Seed, Takeover};
-use crate::{footprint, ignores, orphans, program, signals, watcher};
+use crate::{footprint, format, ignores, orphans, program, signals, watcher};
 
 /// Runs hotrun until the supervisor says it is done; returns hotrun's exit.
 pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
@@ -79,7 +79,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
         reporter.hint(&hint);
     }
     if let Some(build) = &config.build {
-        report_build_setup(build, &config.settings, &mut reporter);
+        report_build_setup(build, &config.settings, &config.cwd, &mut reporter);
     }
     let notify_dir = match config.settings.ready {
         Readiness::Notify => Some(NotifyDir::create().map_err(|e| {
@@ -110,15 +110,12 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
             format!("cannot install signal handlers: {e}"),
         )
     })?;
-    let cwd = std::env::current_dir()
-        .and_then(std::fs::canonicalize)
-        .unwrap_or_else(|_| PathBuf::from("/"));
     let watch = watcher::Spec {
         binary: config.watch_binary,
         paths: config.watch,
         extra: ignores::Extra {
             globs: config.ignore,
-            cwd,
+            cwd: config.cwd,
             // hotrun writes it on every restart: it must never set one off.
             paths: config
                 .events
@@ -611,16 +608,17 @@ impl World {
 fn report_build_setup(
     build: &crate::cli::BuildCommand,
     settings: &crate::supervisor::Settings,
+    cwd: &Path,
     reporter: &mut Reporter,
 ) {
     let Some(build_settings) = &settings.build else {
         return;
     };
-    if let Some(cwd) = &build.watching_cwd {
+    if let Some(watched) = &build.watching_cwd {
         let skipped = build_settings
             .ignore_dirs
             .iter()
-            .map(|d| crate::report::shown(d).display().to_string())
+            .map(|d| format::shown(d, cwd).display().to_string())
             .collect::<Vec<_>>();
         let but = match skipped.len() {
             0 => String::new(),
@@ -632,11 +630,11 @@ fn report_build_setup(
         reporter.info(
             &format!(
                 "--build without --watch: a change in the current directory {}{but} runs the build",
-                cwd.display()
+                watched.display()
             ),
             "build_watching",
             serde_json::json!({
-                "paths": [cwd.to_string_lossy()],
+                "paths": [watched.to_string_lossy()],
                 "except": build_settings.ignore_dirs.iter().map(|d| d.to_string_lossy()).collect::<Vec<_>>(),
             }),
         );

@@ -228,6 +228,9 @@ pub(crate) struct Config {
     pub(crate) build: Option<BuildCommand>,
     pub(crate) quiet: bool,
     pub(crate) color: ColorChoice,
+    /// The current directory, canonical (`/` if it cannot be read): relative `--ignore`
+    /// globs are anchored there, and paths below it are shown relative to it.
+    pub(crate) cwd: PathBuf,
 }
 
 /// `--build`: the command and what hotrun watches for it.
@@ -400,6 +403,7 @@ impl Args {
         } else {
             Some(canonical_lenient(&program))
         };
+        let cwd = env::current_dir().and_then(fs::canonicalize);
         let mut watch = Vec::new();
         for path in self.watch {
             let abs = fs::canonicalize(&path).map_err(|err| {
@@ -412,15 +416,13 @@ impl Args {
             None => None,
             Some(command) => {
                 let watching_cwd = if watch.is_empty() {
-                    let cwd = env::current_dir()
-                        .and_then(fs::canonicalize)
-                        .map_err(|err| {
-                            Failure::usage(format!(
-                                "--build without --watch watches the current directory, and it \
-                                 cannot be read: {}",
-                                io_reason(&err)
-                            ))
-                        })?;
+                    let cwd = cwd.as_ref().cloned().map_err(|err| {
+                        Failure::usage(format!(
+                            "--build without --watch watches the current directory, and it \
+                             cannot be read: {}",
+                            io_reason(err)
+                        ))
+                    })?;
                     watch.push(cwd.clone());
                     Some(cwd)
                 } else {
@@ -433,6 +435,7 @@ impl Args {
                     &binary,
                     &watch,
                     self.events.as_deref(),
+                    cwd.as_deref().unwrap_or(Path::new("/")),
                 ));
                 Some(BuildCommand {
                     command,
@@ -476,6 +479,7 @@ impl Args {
             build,
             quiet: self.quiet,
             color: self.color,
+            cwd: cwd.unwrap_or_else(|_| PathBuf::from("/")),
         })
     }
 }
@@ -553,6 +557,7 @@ fn build_settings_for(
     binary: &Path,
     watch: &[PathBuf],
     events: Option<&Path>,
+    cwd: &Path,
 ) -> BuildSettings {
     // Go probes the umask with a file beside its output (`go build -o server` writes
     // server-go-tmp-umask, then removes it) on every build that moves its output there.
@@ -596,9 +601,7 @@ fn build_settings_for(
         ignore_files,
         ignore_dirs,
         restart_after_every_build,
-        cwd: env::current_dir()
-            .and_then(fs::canonicalize)
-            .unwrap_or_else(|_| PathBuf::from("/")),
+        cwd: cwd.to_path_buf(),
     }
 }
 
@@ -970,6 +973,7 @@ mod tests {
                 Path::new(binary),
                 &watch,
                 events.map(Path::new),
+                p,
             )
         };
         // cargo: the profile directory and the target directory around it.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::file_id::FileId;
+use crate::format;
 
 /// The number of a child generation: 1 for the first child, +1 for every child started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -132,10 +133,7 @@ impl fmt::Display for ChildEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ChildEnd::Exited(code) => write!(f, "exited with {code}"),
-            ChildEnd::Signaled(sig) => match Signal::try_from(*sig) {
-                Ok(s) => write!(f, "killed by {}", s.as_str()),
-                Err(_) => write!(f, "killed by signal {sig}"),
-            },
+            ChildEnd::Signaled(sig) => write!(f, "killed by {}", format::signal_name(*sig)),
         }
     }
 }
@@ -368,9 +366,10 @@ impl StopEnd {
     }
 
     /// The one sentence that tells how the stop went, e.g. `gen 1 stopped cleanly in 2.0 ms
-    /// (killed by SIGTERM, the stop signal it was sent)`; `took` is the time since the stop
-    /// signal, already formatted. The status line and the drill both print it.
-    pub(crate) fn sentence(&self, generation: Generation, took: &str) -> String {
+    /// (killed by SIGTERM, the stop signal it was sent)`; `took`: the time since the stop
+    /// signal. The status line and the drill both print it.
+    pub(crate) fn sentence(&self, generation: Generation, took: Duration) -> String {
+        let took = format::human_duration(took);
         if let Some(kill) = self.killed {
             let what = match self.end {
                 ChildEnd::Signaled(9) => "killed by SIGKILL".to_string(),
@@ -675,7 +674,7 @@ mod tests {
         ];
         for (end, clean, sentence) in cases {
             assert_eq!(end.is_clean(), clean, "{end:?}");
-            assert_eq!(end.sentence(g, "2.0 ms"), sentence);
+            assert_eq!(end.sentence(g, Duration::from_millis(2)), sentence);
         }
     }
 
@@ -694,7 +693,7 @@ mod tests {
         };
         assert!(
             other
-                .sentence(Generation(2), "1 ms")
+                .sentence(Generation(2), Duration::from_millis(1))
                 .ends_with("(expected exit 0 or death by SIGTERM or SIGINT)")
         );
     }

@@ -9,11 +9,12 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 
 use crate::event::{AfterBuild, AfterFailedBuild, ChildEnd, Outcome, Status};
+use crate::format::{json_millis, signal_name};
 
 /// Where the events go.
 pub(crate) struct EventLog {
@@ -82,21 +83,12 @@ impl EventLog {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
-}
-
 /// `{"code": 3, "signal": null}` or `{"code": null, "signal": "SIGTERM"}`: both keys, always,
 /// so a consumer can read either without looking for it first.
 fn end_fields(end: ChildEnd) -> Value {
     match end {
         ChildEnd::Exited(code) => json!({ "code": code, "signal": null }),
-        ChildEnd::Signaled(sig) => {
-            let name = nix::sys::signal::Signal::try_from(sig)
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_else(|_| sig.to_string());
-            json!({ "code": null, "signal": name })
-        }
+        ChildEnd::Signaled(sig) => json!({ "code": null, "signal": signal_name(sig) }),
     }
 }
 
@@ -117,7 +109,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             latency,
         } => (
             "spawned",
-            json!({ "gen": generation.0, "pid": pid, "pgid": pid, "trigger": trigger.to_string(), "latency_ms": ms(*latency) }),
+            json!({ "gen": generation.0, "pid": pid, "pgid": pid, "trigger": trigger.to_string(), "latency_ms": json_millis(*latency) }),
         ),
         Status::Draining {
             generation,
@@ -125,7 +117,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             max,
         } => (
             "draining",
-            json!({ "gen": generation.0, "min_ms": ms(*min), "max_ms": ms(*max) }),
+            json!({ "gen": generation.0, "min_ms": json_millis(*min), "max_ms": json_millis(*max) }),
         ),
         Status::DrainCut {
             generation,
@@ -133,7 +125,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             waited,
         } => (
             "drain_cut",
-            json!({ "gen": generation.0, "open": open, "waited_ms": ms(*waited) }),
+            json!({ "gen": generation.0, "open": open, "waited_ms": json_millis(*waited) }),
         ),
         Status::SocketHeld { generation, addr } => {
             ("socket_held", json!({ "gen": generation.0, "addr": addr }))
@@ -166,7 +158,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             how,
         } => (
             "ready",
-            json!({ "gen": generation.0, "how": how, "ms": ms(*after) }),
+            json!({ "gen": generation.0, "how": how, "ms": json_millis(*after) }),
         ),
         Status::StopSent { generation, signal } => (
             "stop_sent",
@@ -174,7 +166,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         ),
         Status::GraceExpired { generation, grace } => (
             "killed",
-            json!({ "gen": generation.0, "signal": "SIGKILL", "grace_ms": ms(*grace) }),
+            json!({ "gen": generation.0, "signal": "SIGKILL", "grace_ms": json_millis(*grace) }),
         ),
         Status::Stopped {
             generation,
@@ -184,7 +176,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         } => (
             "exited",
             with(
-                json!({ "gen": generation.0, "requested": true, "needed_kill": end.killed.is_some(), "clean": end.is_clean(), "stop_ms": ms(*after), "alive_ms": ms(*alive) }),
+                json!({ "gen": generation.0, "requested": true, "needed_kill": end.killed.is_some(), "clean": end.is_clean(), "stop_ms": json_millis(*after), "alive_ms": json_millis(*alive) }),
                 end_fields(end.end),
             ),
         ),
@@ -195,7 +187,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         } => (
             "exited",
             with(
-                json!({ "gen": generation.0, "requested": false, "needed_kill": false, "clean": null, "alive_ms": ms(*alive) }),
+                json!({ "gen": generation.0, "requested": false, "needed_kill": false, "clean": null, "alive_ms": json_millis(*alive) }),
                 end_fields(*end),
             ),
         ),
@@ -228,7 +220,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             still_serving,
         } => (
             "rolled_back",
-            json!({ "gen": generation.0, "why": "not ready in time", "ms": ms(*after), "serving": still_serving.map(|g| g.0) }),
+            json!({ "gen": generation.0, "why": "not ready in time", "ms": json_millis(*after), "serving": still_serving.map(|g| g.0) }),
         ),
         Status::RolledBack {
             generation,
@@ -238,20 +230,20 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         } => (
             "rolled_back",
             with(
-                json!({ "gen": generation.0, "why": "exited before ready", "alive_ms": ms(*alive), "serving": still_serving.0 }),
+                json!({ "gen": generation.0, "why": "exited before ready", "alive_ms": json_millis(*alive), "serving": still_serving.0 }),
                 end_fields(*end),
             ),
         ),
         Status::Suspended { generation, signal } => (
             "suspended",
-            json!({ "gen": generation.0, "signal": nix::sys::signal::Signal::try_from(*signal).map_or_else(|_| signal.to_string(), |s| s.as_str().to_string()) }),
+            json!({ "gen": generation.0, "signal": signal_name(*signal) }),
         ),
         Status::ChildSays { generation, text } => {
             ("status", json!({ "gen": generation.0, "text": text }))
         }
         Status::Queued { trigger } => ("queued", json!({ "trigger": trigger.to_string() })),
         Status::Waiting => ("waiting", json!({})),
-        Status::Backoff { delay } => ("backoff", json!({ "delay_ms": ms(*delay) })),
+        Status::Backoff { delay } => ("backoff", json!({ "delay_ms": json_millis(*delay) })),
         Status::BinaryMissing => ("binary_missing", json!({})),
         Status::SelfWrites { path } => ("self_writes", json!({ "path": path.to_string_lossy() })),
         Status::BuildStarted { trigger } => {
@@ -265,7 +257,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             };
             (
                 "build_finished",
-                json!({ "ok": true, "code": 0, "signal": null, "duration_ms": ms(*took), "stopped": false, "then": then, "serving": serving }),
+                json!({ "ok": true, "code": 0, "signal": null, "duration_ms": json_millis(*took), "stopped": false, "then": then, "serving": serving }),
             )
         }
         Status::BuildFailed { end, took, then } => {
@@ -277,7 +269,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             (
                 "build_finished",
                 with(
-                    json!({ "ok": false, "duration_ms": ms(*took), "stopped": false, "then": then, "serving": serving }),
+                    json!({ "ok": false, "duration_ms": json_millis(*took), "stopped": false, "then": then, "serving": serving }),
                     end_fields(*end),
                 ),
             )
@@ -295,13 +287,13 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         } => (
             "build_finished",
             with(
-                json!({ "ok": false, "duration_ms": ms(*took), "stopped": true, "needed_kill": killed }),
+                json!({ "ok": false, "duration_ms": json_millis(*took), "stopped": true, "needed_kill": killed }),
                 end_fields(*end),
             ),
         ),
         Status::BuildGraceExpired { grace } => (
             "build_killed",
-            json!({ "signal": "SIGKILL", "grace_ms": ms(*grace) }),
+            json!({ "signal": "SIGKILL", "grace_ms": json_millis(*grace) }),
         ),
         Status::BuildCannotStart { message } => ("build_cannot_start", json!({ "why": message })),
         Status::BuildLoop { path } => ("build_loop", json!({ "path": path.to_string_lossy() })),

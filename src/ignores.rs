@@ -31,6 +31,8 @@ use std::path::{Component, Path, PathBuf};
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
+use crate::format;
+
 /// Skipped under every watched directory, whatever the ignore files say (gitignore
 /// syntax; a pattern without a `/` matches a name at any depth).
 pub(crate) const BUILT_IN: &[&str] = &[
@@ -365,10 +367,7 @@ impl Tree {
     /// The path as the user would write it: relative to the current directory when it
     /// is below it.
     pub(crate) fn shown(&self, path: &Path) -> PathBuf {
-        match path.strip_prefix(&self.cwd) {
-            Ok(rel) if !rel.as_os_str().is_empty() => rel.to_path_buf(),
-            _ => path.to_path_buf(),
-        }
+        format::shown(path, &self.cwd).to_path_buf()
     }
 }
 

@@ -10,6 +10,7 @@ mod event_log;
 mod exit;
 mod file_id;
 mod footprint;
+mod format;
 mod guardian;
 mod ignores;
 mod input;

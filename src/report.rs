@@ -4,15 +4,13 @@
 //! supervision loop down with it (the children still need stopping).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::Duration;
 
 use clap::ValueEnum;
 use console::{Style, Term};
 
 use crate::event::{AfterBuild, AfterFailedBuild, ChildEnd, Outcome, Status};
 use crate::event_log::EventLog;
+use crate::format::{human_duration, signal_name};
 
 /// `--color`: whether status lines are coloured (`Auto`: on a terminal, unless `NO_COLOR`
 /// is set).
@@ -124,7 +122,7 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Good,
             format!(
                 "{generation} started in {} ({trigger}), pid {pid}",
-                ms(*latency)
+                human_duration(*latency)
             ),
         ),
         Status::StopSent { generation, signal } => (
@@ -145,13 +143,13 @@ fn describe(status: &Status) -> (Level, String) {
             } else {
                 Level::Warn
             },
-            end.sentence(*generation, &ms(*after)),
+            end.sentence(*generation, *after),
         ),
         Status::GraceExpired { generation, grace } => (
             Level::Warn,
             format!(
                 "{generation} still running {} after the stop signal; sending SIGKILL to its process group",
-                ms(*grace)
+                human_duration(*grace)
             ),
         ),
         Status::Exited {
@@ -160,7 +158,7 @@ fn describe(status: &Status) -> (Level, String) {
             alive,
         } => (
             Level::Warn,
-            format!("{generation} {end} after {}", ms(*alive)),
+            format!("{generation} {end} after {}", human_duration(*alive)),
         ),
         Status::Lingering { generation, end } => (
             Level::Warn,
@@ -206,8 +204,8 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Info,
             format!(
                 "{generation} takes no new connections; its stop signal follows once the connections it accepted are closed (in {} at least, {} at most)",
-                ms(*min),
-                ms(*max)
+                human_duration(*min),
+                human_duration(*max)
             ),
         ),
         Status::DrainCut {
@@ -219,7 +217,7 @@ fn describe(status: &Status) -> (Level, String) {
             format!(
                 "{generation} still has {open} connection{} open after {} more; stopping it anyway (keep-alive?)",
                 if *open == 1 { "" } else { "s" },
-                ms(*waited)
+                human_duration(*waited)
             ),
         ),
         Status::SocketHeld { generation, addr } => (
@@ -265,7 +263,10 @@ fn describe(status: &Status) -> (Level, String) {
             how,
         } => (
             Level::Good,
-            format!("{generation} ready after {} ({how})", ms(*after)),
+            format!(
+                "{generation} ready after {} ({how})",
+                human_duration(*after)
+            ),
         ),
         Status::NotReady {
             generation,
@@ -275,7 +276,7 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Error,
             format!(
                 "{generation} not ready after {}; stopping it, {old} keeps serving",
-                ms(*after)
+                human_duration(*after)
             ),
         ),
         Status::NotReady {
@@ -286,7 +287,7 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Warn,
             format!(
                 "{generation} not ready after {}; keeping it, nothing else can serve",
-                ms(*after)
+                human_duration(*after)
             ),
         ),
         Status::RolledBack {
@@ -298,7 +299,7 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Error,
             format!(
                 "{generation} {end} after {} before ready; {still_serving} still serving",
-                ms(*alive)
+                human_duration(*alive)
             ),
         ),
         Status::Suspended { generation, signal } => (Level::Error, suspended(*generation, *signal)),
@@ -313,7 +314,10 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Info,
             "waiting for a change (or SIGHUP) to start it again".into(),
         ),
-        Status::Backoff { delay } => (Level::Info, format!("restarting in {}", ms(*delay))),
+        Status::Backoff { delay } => (
+            Level::Info,
+            format!("restarting in {}", human_duration(*delay)),
+        ),
         Status::BinaryMissing => (
             Level::Warn,
             "the command's executable is gone; what runs keeps running until a new build appears"
@@ -329,12 +333,15 @@ fn describe(status: &Status) -> (Level, String) {
         ),
         Status::BuildStarted { trigger } => (Level::Info, format!("build started ({trigger})")),
         Status::BuildFinished { took, then } => match then {
-            AfterBuild::Restart => (Level::Good, format!("build finished in {}", ms(*took))),
+            AfterBuild::Restart => (
+                Level::Good,
+                format!("build finished in {}", human_duration(*took)),
+            ),
             AfterBuild::Unchanged { serving } => (
                 Level::Good,
                 format!(
                     "build finished in {}; the executable did not change: {}",
-                    ms(*took),
+                    human_duration(*took),
                     match serving {
                         Some(g) => format!("{g} keeps serving"),
                         None => "nothing to restart".into(),
@@ -346,7 +353,7 @@ fn describe(status: &Status) -> (Level, String) {
                 format!(
                     "build finished in {}, but there is no program at {} to run: is it the file \
                      the build writes?",
-                    ms(*took),
+                    human_duration(*took),
                     program.display()
                 ),
             ),
@@ -368,7 +375,10 @@ fn describe(status: &Status) -> (Level, String) {
             };
             (
                 Level::Error,
-                format!("build failed ({what}) after {}; {then}", ms(*took)),
+                format!(
+                    "build failed ({what}) after {}; {then}",
+                    human_duration(*took)
+                ),
             )
         }
         Status::BuildStopping { changed } => (
@@ -400,7 +410,7 @@ fn describe(status: &Status) -> (Level, String) {
             } else {
                 format!(
                     "build stopped after {} ({end}{})",
-                    ms(*took),
+                    human_duration(*took),
                     if *killed {
                         ", its group needed SIGKILL"
                     } else {
@@ -413,7 +423,7 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Warn,
             format!(
                 "build still running {} after the stop signal; sending SIGKILL to its process group",
-                ms(*grace)
+                human_duration(*grace)
             ),
         ),
         Status::BuildCannotStart { message } => (Level::Error, message.clone()),
@@ -437,20 +447,9 @@ fn describe(status: &Status) -> (Level, String) {
     }
 }
 
-/// A path as the user would write it: relative to hotrun's current directory when it lies
-/// below it.
-pub(crate) fn shown(path: &Path) -> &Path {
-    static CWD: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let cwd = CWD.get_or_init(|| std::env::current_dir().and_then(std::fs::canonicalize).ok());
-    match cwd.as_deref().and_then(|cwd| path.strip_prefix(cwd).ok()) {
-        Some(rest) if !rest.as_os_str().is_empty() => rest,
-        _ => path,
-    }
-}
-
 /// Why a generation hangs, and what to do about it.
 fn suspended(generation: crate::event::Generation, signal: i32) -> String {
-    let name = nix::sys::signal::Signal::try_from(signal).map_or("a signal", |s| s.as_str());
+    let name = signal_name(signal);
     let why = match signal {
         libc::SIGTTIN => {
             "it read from the terminal, which only the foreground process group may do (each \
@@ -464,28 +463,4 @@ fn suspended(generation: crate::event::Generation, signal: i32) -> String {
         _ => "`kill -CONT` its process group to resume it",
     };
     format!("{generation} is stopped by {name} and will hang: {why}")
-}
-
-/// `0.4 ms`, `14 ms`, `2.10 s`.
-pub(crate) fn ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 {
-        format!("{ms:.1} ms")
-    } else if ms < 1000.0 {
-        format!("{ms:.0} ms")
-    } else {
-        format!("{:.2} s", d.as_secs_f64())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(ms(Duration::from_micros(2100)), "2.1 ms");
-        assert_eq!(ms(Duration::from_millis(14)), "14 ms");
-        assert_eq!(ms(Duration::from_millis(2100)), "2.10 s");
-    }
 }
