@@ -697,14 +697,15 @@ fn listen_hint(status: &Status, bound: &[ListenAddr]) -> Option<String> {
         _ => return None,
     };
     let n = bound.len();
+    let first_fd = sockets::FIRST_FD;
     let fds = match n {
-        1 => "fd 3".to_string(),
-        _ => format!("fds 3-{}", sockets::FIRST_FD + n as i32 - 1),
+        1 => format!("fd {first_fd}"),
+        _ => format!("fds {first_fd}-{}", first_fd + n as i32 - 1),
     };
     Some(format!(
         "{generation} ended soon after it started. With --listen, hotrun holds the socket and \
          it is already open at {fds} (LISTEN_FDS={n}): a server that binds {first} itself \
-         gets \"address already in use\"; it should take fd 3 instead (README: \
+         gets \"address already in use\"; it should take fd {first_fd} instead (README: \
          \"Zero-downtime restarts\")"
     ))
 }

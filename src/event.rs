@@ -120,11 +120,14 @@ pub(crate) enum ChildEnd {
 }
 
 impl ChildEnd {
+    /// A shell's exit code for a death by signal N is this + N.
+    const SIGNAL_BASE: i32 = 128;
+
     /// The shell's convention: the exit code, or 128 + the signal number.
     pub(crate) fn code(self) -> i32 {
         match self {
             ChildEnd::Exited(code) => code,
-            ChildEnd::Signaled(sig) => 128 + sig,
+            ChildEnd::Signaled(sig) => ChildEnd::SIGNAL_BASE + sig,
         }
     }
 }
@@ -168,7 +171,8 @@ pub(crate) struct SpawnFailure {
     /// The binary may be in the middle of being replaced (ETXTBSY, ENOENT, EACCES,
     /// ENOEXEC): worth trying again shortly.
     pub(crate) transient: bool,
-    /// The exit code hotrun uses if this failure ends it (126 or 127, like a shell).
+    /// The exit code hotrun uses if this failure ends it: `exit::CANNOT_EXECUTE` or
+    /// `exit::NOT_FOUND`, like a shell (`exit::FAILURE` when hotrun could not prepare it).
     pub(crate) exit_code: i32,
 }
 
@@ -358,7 +362,7 @@ impl StopEnd {
     fn by_stop_signal(&self) -> Option<Signal> {
         let number = match self.end {
             ChildEnd::Signaled(sig) => sig,
-            ChildEnd::Exited(code) => code - 128,
+            ChildEnd::Exited(code) => code - ChildEnd::SIGNAL_BASE,
         };
         std::iter::once(self.signal)
             .chain(self.also)

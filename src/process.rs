@@ -20,6 +20,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use crate::event::{ChildEnd, Generation, SpawnFailure};
+use crate::exit;
 use crate::program::{self, NotRunnable};
 use crate::takeover::ChildHook;
 
@@ -117,7 +118,7 @@ impl Spawner {
             Some(io::pipe().map_err(|e| SpawnFailure {
                 message: format!("cannot create a pipe: {e}"),
                 transient: false,
-                exit_code: 126,
+                exit_code: exit::CANNOT_EXECUTE,
             })?)
         } else {
             None
@@ -157,7 +158,7 @@ impl Spawner {
                 .map_err(|e| SpawnFailure {
                     message: format!("cannot hand the child hotrun's stderr as its stdout: {e}"),
                     transient: false,
-                    exit_code: 126,
+                    exit_code: exit::CANNOT_EXECUTE,
                 })?;
             cmd.stdout(Stdio::from(stderr));
         }
@@ -252,7 +253,7 @@ pub(crate) fn trampoline(args: &[OsString]) -> std::process::ExitCode {
             io::stderr(),
             "hotrun: {TRAMPOLINE_ARG} is internal to hotrun"
         );
-        return std::process::ExitCode::from(2);
+        return exit::code(exit::USAGE);
     };
     // SAFETY: this process was exec'd a moment ago and has started no thread, so nothing
     // can read the environment concurrently.
@@ -270,7 +271,11 @@ pub(crate) fn trampoline(args: &[OsString]) -> std::process::ExitCode {
     unsafe {
         libc::write(status_fd, errno.to_ne_bytes().as_ptr().cast(), 4);
     }
-    std::process::ExitCode::from(if errno == libc::ENOENT { 127 } else { 126 })
+    exit::code(if errno == libc::ENOENT {
+        exit::NOT_FOUND
+    } else {
+        exit::CANNOT_EXECUTE
+    })
 }
 
 /// Runs in the forked child before exec: undo whatever signal state hotrun inherited or
@@ -346,7 +351,7 @@ fn not_runnable(program: &Path, why: &NotRunnable) -> SpawnFailure {
     SpawnFailure {
         message: format!("cannot run {}: {why}", program.display()),
         transient: why.may_be_half_written(),
-        exit_code: 126,
+        exit_code: exit::CANNOT_EXECUTE,
     }
 }
 
@@ -363,10 +368,16 @@ fn spawn_failure(program: &Path, err: &io::Error) -> SpawnFailure {
         Some(libc::ETXTBSY | libc::ENOENT | libc::EACCES | libc::ENOEXEC)
     );
     let (exit_code, hint) = match errno {
-        Some(libc::ENOENT) => (127, "; is it being rebuilt?"),
-        Some(libc::ETXTBSY) => (126, "; something still has it open for writing"),
-        Some(libc::ENOEXEC) => (126, "; it is not a program this system can run"),
-        _ => (126, ""),
+        Some(libc::ENOENT) => (exit::NOT_FOUND, "; is it being rebuilt?"),
+        Some(libc::ETXTBSY) => (
+            exit::CANNOT_EXECUTE,
+            "; something still has it open for writing",
+        ),
+        Some(libc::ENOEXEC) => (
+            exit::CANNOT_EXECUTE,
+            "; it is not a program this system can run",
+        ),
+        _ => (exit::CANNOT_EXECUTE, ""),
     };
     SpawnFailure {
         message: format!("cannot run {}: {err}{hint}", program.display()),
@@ -500,7 +511,7 @@ mod tests {
             .spawn(Generation(2), &Handoff::default(), None)
             .expect_err("must not start");
         assert!(!failure.transient, "{failure:?}");
-        assert_eq!(failure.exit_code, 126);
+        assert_eq!(failure.exit_code, exit::CANNOT_EXECUTE);
         assert!(
             failure
                 .message
