@@ -7,7 +7,8 @@ use nix::sys::signal::Signal;
 
 use super::*;
 use crate::event::{
-    Action, ChildEnd, Event, Generation, Kill, Outcome, SocketNews, Status, StopEnd, Trigger,
+    Action, ChildEnd, Event, Generation, Kill, Outcome, ShutdownSignal, SocketNews, SpawnFailure,
+    Status, StopEnd, Trigger,
 };
 
 const GRACE: Duration = Duration::from_secs(5);

@@ -1,0 +1,257 @@
+//! Restarts: the triggers (the binary, `--watch` paths, signals, crash restarts), one
+//! restart at a time with the others coalesced, and the spawn of the new generation
+//! (retried while the binary is being written).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::{
+    Child, MISSING_REPORT_AFTER, Missing, Mode, Readiness, SELF_WRITE_STREAK, SELF_WRITE_WINDOW,
+    SPAWN_RETRY_BUDGET, SPAWN_RETRY_FIRST, SPAWN_RETRY_MAX, Spawning, Starting, Supervisor,
+};
+use crate::event::{Action, Generation, Outcome, SpawnFailure, Status, Trigger};
+use crate::file_id::FileId;
+
+/// Restarts in a row that a `--watch` path changing right after a start set off.
+#[derive(Debug, Default)]
+pub(super) struct SelfWrites {
+    /// The latest `--watch` change seen, and whether it came within `SELF_WRITE_WINDOW`
+    /// of the newest generation's start.
+    pub(super) last_change: Option<(PathBuf, bool)>,
+    /// The path of the current streak and its length.
+    pub(super) streak: Option<(PathBuf, u32)>,
+    /// The user was told (once is enough).
+    pub(super) told: bool,
+}
+
+impl Supervisor {
+    pub(super) fn on_binary(&mut self, id: Option<FileId>, now: Instant, out: &mut Vec<Action>) {
+        if self.build_due() {
+            // The build is at work on it; the look after the build decides.
+            self.missing = Missing::No;
+            return;
+        }
+        let Some(id) = id else {
+            if self.missing == Missing::No {
+                self.missing = Missing::Since(now + MISSING_REPORT_AFTER);
+            }
+            return;
+        };
+        self.missing = Missing::No;
+        if !id.is_runnable() {
+            // Still being written (GNU ld sets the execute bits last).
+            return;
+        }
+        if let Mode::Spawning(spawning) = &mut self.mode {
+            // The attempt under way (or its retry) takes whatever is at the path now.
+            if spawning.retry_at.is_some() {
+                spawning.retry_at = Some(now);
+                spawning.give_up_at = now + SPAWN_RETRY_BUDGET;
+            }
+            return;
+        }
+        if self.binary == Some(id) {
+            return;
+        }
+        self.request_restart(Trigger::BinaryChanged, now, out);
+    }
+
+    pub(super) fn on_path(&mut self, path: PathBuf, now: Instant, out: &mut Vec<Action>) {
+        let soon = self
+            .children
+            .iter()
+            .map(|c| c.started)
+            .max()
+            .is_some_and(|started| now.saturating_duration_since(started) <= SELF_WRITE_WINDOW);
+        self.self_writes.last_change = Some((path.clone(), soon));
+        if self
+            .settings
+            .build
+            .as_ref()
+            .is_some_and(|b| !b.triggers(&path))
+        {
+            // Written by the build (or by hotrun): it must not run the build again.
+            return;
+        }
+        if self.settings.debounce.is_zero() {
+            self.on_watch_change(path, now, out);
+        } else {
+            self.debounce = Some((now + self.settings.debounce, path));
+        }
+    }
+
+    pub(super) fn request_restart(
+        &mut self,
+        trigger: Trigger,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        match self.mode {
+            Mode::ShuttingDown(_) | Mode::Done => {}
+            Mode::Spawning(_) | Mode::Starting(_) => self.queue(trigger, out),
+            Mode::Serving => {
+                if self.restart_under_way() {
+                    self.queue(trigger, out);
+                } else {
+                    self.begin_spawn(trigger, now, out);
+                }
+            }
+        }
+    }
+
+    fn queue(&mut self, trigger: Trigger, out: &mut Vec<Action>) {
+        if self.pending.is_none() {
+            out.push(Action::Report(Status::Queued {
+                trigger: trigger.clone(),
+            }));
+            self.pending = Some(trigger);
+        }
+    }
+
+    /// A restart lasts until every generation older than the current one is gone.
+    pub(super) fn restart_under_way(&self) -> bool {
+        self.children
+            .iter()
+            .any(|c| Some(c.generation) != self.current)
+    }
+
+    pub(super) fn begin_spawn(&mut self, trigger: Trigger, now: Instant, out: &mut Vec<Action>) {
+        self.restart_at = None;
+        self.count_self_writes(&trigger, out);
+        let generation = Generation(self.next_generation);
+        out.push(Action::Spawn {
+            generation,
+            trigger: trigger.clone(),
+        });
+        self.mode = Mode::Spawning(Spawning {
+            trigger,
+            since: now,
+            retry_at: None,
+            retry_delay: SPAWN_RETRY_FIRST,
+            give_up_at: now + SPAWN_RETRY_BUDGET,
+        });
+    }
+
+    /// Keeps the streak of restarts set off by a path that changed right after a start,
+    /// and tells the user once when it is long enough.
+    fn count_self_writes(&mut self, trigger: &Trigger, out: &mut Vec<Action>) {
+        let sw = &mut self.self_writes;
+        let suspect = match (trigger, &sw.last_change) {
+            (Trigger::PathChanged(path), Some((changed, true))) if path == changed => {
+                Some(path.clone())
+            }
+            _ => None,
+        };
+        sw.streak = match (suspect, sw.streak.take()) {
+            (Some(path), Some((same, n))) if same == path => Some((path, n.saturating_add(1))),
+            (Some(path), _) => Some((path, 1)),
+            (None, _) => None,
+        };
+        if let Some((path, n)) = &sw.streak
+            && *n >= SELF_WRITE_STREAK
+            && !sw.told
+        {
+            sw.told = true;
+            out.push(Action::Report(Status::SelfWrites { path: path.clone() }));
+        }
+    }
+
+    pub(super) fn on_spawned(
+        &mut self,
+        generation: Generation,
+        pid: u32,
+        binary: Option<FileId>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Mode::Spawning(spawning) = std::mem::replace(&mut self.mode, Mode::Serving) else {
+            return;
+        };
+        self.next_generation = generation.0 + 1;
+        self.binary = binary.or(self.binary);
+        out.push(Action::Report(Status::Started {
+            generation,
+            pid,
+            trigger: spawning.trigger.clone(),
+            latency: now.saturating_duration_since(spawning.since),
+        }));
+        let beside = self.children.last().map(|c| c.generation);
+        self.children.push(Child {
+            generation,
+            started: now,
+            trigger: spawning.trigger,
+            beside,
+            listening: false,
+            serving: false,
+            drain: None,
+            stop: None,
+            exit: None,
+        });
+        // Without --ready, a generation replacing one that listens on a socket hotrun
+        // holds is ready once it listens there too.
+        let gated = match self.settings.ready {
+            Readiness::Exec => false,
+            Readiness::Auto => self
+                .children
+                .iter()
+                .any(|c| Some(c.generation) == self.current && c.listening && c.stop.is_none()),
+            Readiness::Notify | Readiness::Delay(_) => true,
+        };
+        match gated {
+            false => self.take_over(generation, now, out),
+            true => {
+                let ready_at = match self.settings.ready {
+                    Readiness::Delay(d) => Some(now + d),
+                    _ => None,
+                };
+                self.mode = Mode::Starting(Starting {
+                    candidate: generation,
+                    since: now,
+                    ready_at,
+                    timeout_at: now + self.settings.ready_timeout,
+                });
+            }
+        }
+    }
+
+    pub(super) fn on_spawn_failed(
+        &mut self,
+        failure: SpawnFailure,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Mode::Spawning(spawning) = &mut self.mode else {
+            return;
+        };
+        if failure.transient && now < spawning.give_up_at {
+            spawning.retry_at = Some(now + spawning.retry_delay);
+            spawning.retry_delay = (spawning.retry_delay * 2).min(SPAWN_RETRY_MAX);
+            return;
+        }
+        self.mode = Mode::Serving;
+        self.pending = None;
+        let serving = self.current;
+        out.push(Action::Report(Status::SpawnFailed {
+            message: failure.message,
+            still_serving: serving,
+        }));
+        if self.children.is_empty() && self.next_generation == 1 && self.settings.build.is_none() {
+            // Not even the first generation could start (with --build, the next build may
+            // fix it: wait for a change).
+            self.mode = Mode::Done;
+            out.push(Action::Exit(Outcome::CannotStart(failure.exit_code)));
+        } else if serving.is_none() {
+            out.push(Action::Report(Status::Waiting));
+        }
+    }
+
+    /// Starts the queued restart once the one under way is over.
+    pub(super) fn follow_up(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if !self.restart_under_way()
+            && matches!(self.mode, Mode::Serving)
+            && let Some(trigger) = self.pending.take()
+        {
+            self.begin_spawn(trigger, now, out);
+        }
+    }
+}
