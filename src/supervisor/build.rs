@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::{
-    BUILD_LOOP_STREAK, BUILD_LOOP_WINDOW, BUILD_STOP_STREAK, GROUP_POLL_FIRST, GROUP_POLL_MAX,
-    Missing, Mode, Supervisor, WRITTEN_BY_BUILDS, earliest,
+    BUILD_LOOP_STREAK, BUILD_LOOP_WINDOW, BUILD_STOP_STREAK, GroupPoll, Missing, Mode, Supervisor,
+    WRITTEN_BY_BUILDS, earliest,
 };
 use crate::event::{
     Action, AfterBuild, AfterFailedBuild, BuildId, BuildTrigger, ChildEnd, Status, Trigger,
@@ -100,7 +100,7 @@ pub(super) struct Build {
 impl Build {
     pub(super) fn deadline(&self) -> Option<Instant> {
         let kill = self.stop.as_ref().and_then(|s| s.kill_at);
-        let recheck = self.exit.as_ref().and_then(|e| e.recheck_at);
+        let recheck = self.exit.as_ref().and_then(|e| e.group.next);
         earliest([kill, recheck])
     }
 }
@@ -114,11 +114,19 @@ pub(super) struct BuildStop {
     pub(super) killed: bool,
 }
 
+impl BuildStop {
+    /// Its group gets SIGKILL now.
+    pub(super) fn kill(&mut self) {
+        self.kill_at = None;
+        self.killed = true;
+    }
+}
+
+/// How a stopped build's leader ended; its group is watched until it is gone.
 #[derive(Debug)]
 pub(super) struct BuildExit {
     pub(super) end: ChildEnd,
-    pub(super) recheck_at: Option<Instant>,
-    pub(super) poll: Duration,
+    pub(super) group: GroupPoll,
 }
 
 impl Supervisor {
@@ -147,33 +155,47 @@ impl Supervisor {
         if matches!(self.mode, Mode::ShuttingDown(_) | Mode::Done) {
             return;
         }
-        let Some(build) = &self.builds.running else {
+        if self.builds.running.is_some() {
+            self.change_during_build(path, now, out);
+        } else {
             self.start_build(BuildTrigger::Changed(path), now, out);
-            return;
-        };
+        }
+    }
+
+    /// A change while a build runs: the build is stopped and runs again from the newest
+    /// sources — unless it is stopping already, the change is a file builds write
+    /// themselves, or too many builds in a row were stopped (then this one finishes and
+    /// another follows).
+    fn change_during_build(&mut self, path: PathBuf, now: Instant, out: &mut Vec<Action>) {
+        let stopping = self
+            .builds
+            .running
+            .as_ref()
+            .is_some_and(|b| b.stop.is_some());
         let written_by_build = path
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| WRITTEN_BY_BUILDS.contains(&n));
-        if build.stop.is_some() {
+        let builds = &mut self.builds;
+        if stopping {
             // Already being stopped for an earlier change: the next build takes this too.
-            self.builds.again = Some(path);
+            builds.again = Some(path);
         } else if written_by_build {
-            self.builds.again.get_or_insert(path);
-        } else if self.builds.stopped_in_a_row >= BUILD_STOP_STREAK {
-            if self.builds.again.is_none() {
+            builds.again.get_or_insert(path);
+        } else if builds.stopped_in_a_row >= BUILD_STOP_STREAK {
+            if builds.again.is_none() {
                 out.push(Action::Report(Status::BuildQueued {
                     changed: path.clone(),
-                    stops: self.builds.stopped_in_a_row,
+                    stops: builds.stopped_in_a_row,
                 }));
             }
-            self.builds.again = Some(path);
+            builds.again = Some(path);
         } else {
-            self.builds.stopped_in_a_row += 1;
+            builds.stopped_in_a_row += 1;
             out.push(Action::Report(Status::BuildStopping {
                 changed: path.clone(),
             }));
-            self.builds.again = Some(path);
+            builds.again = Some(path);
             self.stop_build(Signal::SIGTERM, now, out);
         }
     }
@@ -257,13 +279,15 @@ impl Supervisor {
         self.builds.running = None;
         out.push(Action::Report(Status::BuildCannotStart { message }));
         if matches!(self.mode, Mode::ShuttingDown(_)) {
-            self.exit_if_all_gone(None, out);
+            self.exit_if_all_gone(out);
         } else if self.nothing_started() {
             // Start what is there; the spawn says so if there is nothing.
             self.request_restart(Trigger::Start, now, out);
         }
     }
 
+    /// The build's first process ended. `binary`: what is at the command's path now, and
+    /// whether its content is the running generation's.
     pub(super) fn on_build_exited(
         &mut self,
         id: BuildId,
@@ -273,42 +297,51 @@ impl Supervisor {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let Some(build) = self.builds.running.as_mut().filter(|b| b.id == id) else {
+        let Some(build) = self
+            .builds
+            .running
+            .as_mut()
+            .filter(|b| b.id == id && b.exit.is_none())
+        else {
             return;
         };
-        if build.exit.is_some() {
+        let Some(signal) = build.stop.as_ref().map(|s| s.signal) else {
+            self.build_ended(end, binary, now, out);
             return;
+        };
+        // A build hotrun stopped: it is over once its whole group is gone.
+        let mut group = GroupPoll::new();
+        if !group_empty {
+            // What is left gets the signal too (a process forked after it was sent).
+            out.push(Action::SignalBuild { build: id, signal });
+            group.arm(now);
         }
-        if let Some(stop) = &build.stop {
-            // A build hotrun stopped: it is over once its whole group is gone.
-            let signal = stop.signal;
-            build.exit = Some(BuildExit {
-                end,
-                recheck_at: None,
-                poll: GROUP_POLL_FIRST,
-            });
-            if group_empty {
-                self.build_gone(now, out);
-            } else {
-                // What is left gets the signal too (a process forked after it was sent).
-                out.push(Action::SignalBuild { build: id, signal });
-                if let Some(exit) = build.exit.as_mut() {
-                    exit.recheck_at = Some(now + exit.poll);
-                }
-            }
+        build.exit = Some(BuildExit { end, group });
+        if group_empty {
+            self.build_gone(now, out);
+        }
+    }
+
+    /// The build ended on its own: its leader's status is the build's. Processes it left
+    /// in its group are its business (a build tool's daemon); hotrun will not signal the
+    /// group again, so the leader is reaped now.
+    fn build_ended(
+        &mut self,
+        end: ChildEnd,
+        binary: Option<(FileId, bool)>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(build) = self.builds.running.take() else {
             return;
-        }
-        // It ended on its own: its leader's status is the build's. Processes it left in
-        // its group are its business (a build tool's daemon); hotrun will not signal the
-        // group again, so the leader is reaped now.
+        };
         let took = now.saturating_duration_since(build.started);
-        self.builds.last = match &build.trigger {
-            BuildTrigger::Changed(path) => Some((now, path.clone())),
+        self.builds.last = match build.trigger {
+            BuildTrigger::Changed(path) => Some((now, path)),
             BuildTrigger::Start => None,
         };
-        self.builds.running = None;
         self.builds.stopped_in_a_row = 0;
-        out.push(Action::ReapBuild { build: id });
+        out.push(Action::ReapBuild { build: build.id });
         if end == ChildEnd::Exited(0) {
             self.on_build_ok(took, binary, now, out);
         } else {
@@ -334,42 +367,50 @@ impl Supervisor {
         };
         self.missing = Missing::No;
         let Some((binary, same_content)) = binary.filter(|(id, _)| id.is_runnable()) else {
+            let program = build.program.clone();
             out.push(Action::Report(Status::BuildFinished {
                 took,
-                then: AfterBuild::NoProgram {
-                    program: build.program.clone(),
-                },
+                then: AfterBuild::NoProgram { program },
             }));
             return;
         };
-        let idle = self.current.is_none() && matches!(self.mode, Mode::Serving);
         if same_content && self.binary.is_some() {
             // Written anew with the very same bytes (`go build -o` does): the running
             // generation already runs it; its new identity is the one to compare with
             // from now on (or the watcher's late news of it would restart).
             self.binary = Some(binary);
         }
-        let changed = self.binary != Some(binary);
-        let trigger = if self.nothing_started() {
-            Trigger::Start
-        } else if changed {
-            Trigger::BinaryChanged
-        } else if build.restart_after_every_build || idle {
-            Trigger::Built
-        } else {
-            out.push(Action::Report(Status::BuildFinished {
-                took,
-                then: AfterBuild::Unchanged {
-                    serving: self.current,
-                },
-            }));
-            return;
+        let restart = self.restart_after_build(self.binary != Some(binary));
+        let then = match restart {
+            Some(_) => AfterBuild::Restart,
+            None => AfterBuild::Unchanged {
+                serving: self.current,
+            },
         };
-        out.push(Action::Report(Status::BuildFinished {
-            took,
-            then: AfterBuild::Restart,
-        }));
-        self.request_restart(trigger, now, out);
+        out.push(Action::Report(Status::BuildFinished { took, then }));
+        if let Some(trigger) = restart {
+            self.request_restart(trigger, now, out);
+        }
+    }
+
+    /// Whether a successful build restarts the command (`changed`: it left another
+    /// executable than the running one), and with which trigger.
+    fn restart_after_build(&self, changed: bool) -> Option<Trigger> {
+        let every_build = self
+            .settings
+            .build
+            .as_ref()
+            .is_some_and(|b| b.restart_after_every_build);
+        let idle = self.current.is_none() && matches!(self.mode, Mode::Serving);
+        if self.nothing_started() {
+            Some(Trigger::Start)
+        } else if changed {
+            Some(Trigger::BinaryChanged)
+        } else if every_build || idle {
+            Some(Trigger::Built)
+        } else {
+            None
+        }
     }
 
     /// A build failed: nothing is restarted (at start, the executable from before is
@@ -400,6 +441,7 @@ impl Supervisor {
         }
     }
 
+    /// The answer to `CheckBuildGroup`.
     pub(super) fn on_build_group_checked(
         &mut self,
         id: BuildId,
@@ -413,14 +455,16 @@ impl Supervisor {
         if empty {
             self.build_gone(now, out);
         } else if let Some(exit) = build.exit.as_mut() {
-            exit.poll = (exit.poll * 2).min(GROUP_POLL_MAX);
-            exit.recheck_at = Some(now + exit.poll);
+            exit.group.back_off(now);
         }
     }
 
-    /// A stopped build's whole group is gone: reap it; build again or finish shutting
-    /// down.
+    /// A stopped build's whole group is gone (its leader has exited): reap it; build
+    /// again or finish shutting down.
     fn build_gone(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(exit) = self.builds.running.as_mut().and_then(|b| b.exit.take()) else {
+            return;
+        };
         let Some(build) = self.builds.running.take() else {
             return;
         };
@@ -431,22 +475,21 @@ impl Supervisor {
         } else {
             self.builds.again.take()
         };
-        if let Some(exit) = &build.exit {
-            out.push(Action::Report(Status::BuildStopped {
-                end: exit.end,
-                took: now.saturating_duration_since(build.started),
-                killed: build.stop.as_ref().is_some_and(|s| s.killed),
-                rebuilding: again.is_some(),
-            }));
-        }
+        out.push(Action::Report(Status::BuildStopped {
+            end: exit.end,
+            took: now.saturating_duration_since(build.started),
+            killed: build.stop.as_ref().is_some_and(|s| s.killed),
+            rebuilding: again.is_some(),
+        }));
         if shutting_down {
-            self.exit_if_all_gone(None, out);
+            self.exit_if_all_gone(out);
         } else if let Some(path) = again {
             self.start_build(BuildTrigger::Changed(path), now, out);
         }
     }
 
-    pub(super) fn on_build_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+    /// A stopped build's grace ran out (SIGKILL), or its group is due to be looked at.
+    pub(super) fn tick_build(&mut self, now: Instant, out: &mut Vec<Action>) {
         let grace = self.settings.grace;
         let Some(build) = self.builds.running.as_mut() else {
             return;
@@ -454,18 +497,14 @@ impl Supervisor {
         if let Some(stop) = build.stop.as_mut()
             && stop.kill_at.is_some_and(|at| at <= now)
         {
-            stop.kill_at = None;
-            stop.killed = true;
+            stop.kill();
             out.push(Action::SignalBuild {
                 build: build.id,
                 signal: Signal::SIGKILL,
             });
             out.push(Action::Report(Status::BuildGraceExpired { grace }));
         }
-        if let Some(exit) = build.exit.as_mut()
-            && exit.recheck_at.is_some_and(|at| at <= now)
-        {
-            exit.recheck_at = None;
+        if build.exit.as_mut().is_some_and(|exit| exit.group.due(now)) {
             out.push(Action::CheckBuildGroup { build: build.id });
         }
     }

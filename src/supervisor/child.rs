@@ -1,13 +1,13 @@
 //! One live generation as the supervisor keeps it: when it started and why, whether it
 //! serves on a socket hotrun holds, and where its end stands (draining, asked to stop,
-//! leader exited).
+//! leader exited), up to the status that tells how it ended.
 
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::earliest;
-use crate::event::{ChildEnd, Generation, Kill, StopEnd, Trigger};
+use super::{GroupPoll, earliest};
+use crate::event::{ChildEnd, Generation, Kill, Status, StopEnd, Trigger};
 
 /// One live generation: spawned, and its process group not yet known to be gone.
 #[derive(Debug)]
@@ -26,16 +26,66 @@ pub(super) struct Child {
     pub(super) drain: Option<Drain>,
     /// Set once hotrun has asked it to stop.
     pub(super) stop: Option<Stop>,
-    /// Set once its leader has exited.
+    /// Set once its leader has exited (its group is then watched until it is gone).
     pub(super) exit: Option<LeaderExit>,
 }
 
 impl Child {
+    /// A generation whose exec just succeeded.
+    pub(super) fn new(
+        generation: Generation,
+        started: Instant,
+        trigger: Trigger,
+        beside: Option<Generation>,
+    ) -> Child {
+        Child {
+            generation,
+            started,
+            trigger,
+            beside,
+            listening: false,
+            serving: false,
+            drain: None,
+            stop: None,
+            exit: None,
+        }
+    }
+
     pub(super) fn deadline(&self) -> Option<Instant> {
         let kill = self.stop.as_ref().and_then(|s| s.kill_at);
-        let recheck = self.exit.as_ref().and_then(|e| e.recheck_at);
+        let recheck = self.exit.as_ref().and_then(|e| e.group.next);
         let drain = self.drain.as_ref().and_then(|d| d.check_at);
         earliest([kill, recheck, drain])
+    }
+
+    /// How long it has been running.
+    pub(super) fn alive(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.started)
+    }
+
+    /// How it ended, as the user is told once its group is gone: `Stopped` (with how the
+    /// stop went) when hotrun had asked it to stop (`requested`), else `Exited`.
+    pub(super) fn ended(&self, end: ChildEnd, requested: bool, now: Instant) -> Status {
+        let generation = self.generation;
+        let alive = self.alive(now);
+        match self.stop.as_ref().filter(|_| requested) {
+            Some(stop) => Status::Stopped {
+                generation,
+                end: StopEnd {
+                    end,
+                    signal: stop.signal,
+                    also: stop.also,
+                    killed: stop.killed,
+                },
+                after: now.saturating_duration_since(stop.sent),
+                alive,
+            },
+            None => Status::Exited {
+                generation,
+                end,
+                alive,
+            },
+        }
     }
 }
 
@@ -77,21 +127,11 @@ impl Stop {
     }
 }
 
+/// How the generation's first process ended; its group is watched until it is gone.
 #[derive(Debug)]
 pub(super) struct LeaderExit {
     pub(super) end: ChildEnd,
     /// hotrun had asked the generation to stop before its leader exited.
     pub(super) asked: bool,
-    /// When to look at the group again.
-    pub(super) recheck_at: Option<Instant>,
-    pub(super) poll: Duration,
-}
-
-pub(super) fn stop_end(stop: &Stop, end: ChildEnd) -> StopEnd {
-    StopEnd {
-        end,
-        signal: stop.signal,
-        also: stop.also,
-        killed: stop.killed,
-    }
+    pub(super) group: GroupPoll,
 }

@@ -58,19 +58,21 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::event::{Action, BuildTrigger, ChildEnd, Event, Generation, Kill, Status, Trigger};
+use crate::event::{Action, BuildTrigger, Event, Generation, Status, Trigger};
 use crate::file_id::FileId;
 
 mod build;
 mod child;
 mod handover;
 mod restart;
+mod shutdown;
 mod stop;
 
 pub(crate) use build::BuildSettings;
 use build::{Build, Builds};
 use child::Child;
 use restart::SelfWrites;
+use shutdown::Shutdown;
 
 /// What to do when the child exits without being asked to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,12 +167,53 @@ pub(crate) const SELF_WRITE_WINDOW: Duration = Duration::from_secs(1);
 /// How many restarts in a row from such changes of one path make the user be told.
 pub(crate) const SELF_WRITE_STREAK: u32 = 3;
 
+/// Whether the command's executable is missing, and whether the user was told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Missing {
+    /// It is there (or a build is at work on it).
     No,
-    /// Missing; report at this time.
-    Since(Instant),
+    /// It is missing; the user is told at this time if it still is.
+    ReportAt(Instant),
+    /// It is missing, and the user was told.
     Reported,
+}
+
+/// Watching for the end of a process group whose leader has exited (a generation's or
+/// the build's): when to look again, at intervals that double up to `GROUP_POLL_MAX`.
+#[derive(Debug)]
+struct GroupPoll {
+    /// When to look next (`None` while an answer is awaited).
+    next: Option<Instant>,
+    every: Duration,
+}
+
+impl GroupPoll {
+    fn new() -> GroupPoll {
+        GroupPoll {
+            next: None,
+            every: GROUP_POLL_FIRST,
+        }
+    }
+
+    /// Look again after the current interval.
+    fn arm(&mut self, now: Instant) {
+        self.next = Some(now + self.every);
+    }
+
+    /// The group is still there: look again, later than last time.
+    fn back_off(&mut self, now: Instant) {
+        self.every = (self.every * 2).min(GROUP_POLL_MAX);
+        self.arm(now);
+    }
+
+    /// Whether it is time to look; the answer is then awaited.
+    fn due(&mut self, now: Instant) -> bool {
+        let due = self.next.is_some_and(|at| at <= now);
+        if due {
+            self.next = None;
+        }
+        due
+    }
 }
 
 /// What the supervisor as a whole is doing.
@@ -183,7 +226,7 @@ enum Mode {
     /// A new generation runs but is not ready yet; the current one keeps serving.
     Starting(Starting),
     /// Every generation was told to stop; hotrun exits once all groups are gone.
-    ShuttingDown(ShuttingDown),
+    ShuttingDown(Shutdown),
     /// `Exit` was returned.
     Done,
 }
@@ -211,15 +254,6 @@ struct Starting {
     timeout_at: Instant,
 }
 
-#[derive(Debug)]
-struct ShuttingDown {
-    received: Option<Signal>,
-    /// The generation whose status becomes hotrun's.
-    target: Option<Generation>,
-    /// Its status, once known.
-    end: Option<ChildEnd>,
-}
-
 /// Where the supervisor stands, for a caller that acts on its own schedule (`hotrun
 /// drill` waits for `idle` before it asks for the next restart).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,7 +278,7 @@ pub(crate) struct Supervisor {
     next_generation: u64,
     /// The identity of the binary the newest generation was started from.
     binary: Option<FileId>,
-    /// Since when the binary has been missing (reported once it stays missing for
+    /// Whether the binary is missing (told once it stays missing for
     /// `MISSING_REPORT_AFTER`: builds delete it for a moment all the time).
     missing: Missing,
     /// A restart that waits for the one under way.
@@ -303,7 +337,7 @@ impl Supervisor {
         let debounce = self.debounce.as_ref().map(|(at, _)| *at);
         let children = earliest(self.children.iter().map(Child::deadline));
         let missing = match self.missing {
-            Missing::Since(at) => Some(at),
+            Missing::ReportAt(at) => Some(at),
             _ => None,
         };
         let build = self.builds.running.as_ref().and_then(Build::deadline);
@@ -387,92 +421,16 @@ impl Supervisor {
         out
     }
 
+    /// A deadline has passed: each job looks at its own, in this order.
     fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if matches!(self.missing, Missing::Since(at) if at <= now) {
-            self.missing = Missing::Reported;
-            out.push(Action::Report(Status::BinaryMissing));
-        }
-        if let Mode::Spawning(spawning) = &mut self.mode
-            && spawning.retry_at.is_some_and(|at| at <= now)
-        {
-            spawning.retry_at = None;
-            out.push(Action::Spawn {
-                generation: Generation(self.next_generation),
-                trigger: spawning.trigger.clone(),
-            });
-        }
-        if let Mode::Starting(starting) = &self.mode {
-            let candidate = starting.candidate;
-            let after = now.saturating_duration_since(starting.since);
-            if starting.ready_at.is_some_and(|at| at <= now) {
-                self.become_ready(candidate, "delay", now, out);
-            } else if starting.timeout_at <= now {
-                out.push(Action::Report(Status::NotReady {
-                    generation: candidate,
-                    after,
-                    still_serving: self.current,
-                }));
-                if self.current.is_some() {
-                    self.mode = Mode::Serving;
-                    self.stop(candidate, self.settings.stop_signal, now, out);
-                } else {
-                    // Nothing else can serve: keep it.
-                    self.take_over(candidate, now, out);
-                }
-            }
-        }
-        if self.debounce.as_ref().is_some_and(|(at, _)| *at <= now)
-            && let Some((_, path)) = self.debounce.take()
-        {
-            self.on_watch_change(path, now, out);
-        }
-        self.on_build_tick(now, out);
-        let due: Vec<Generation> = self
-            .children
-            .iter()
-            .filter(|c| {
-                c.drain
-                    .as_ref()
-                    .is_some_and(|d| d.check_at.is_some_and(|at| at <= now))
-            })
-            .map(|c| c.generation)
-            .collect();
-        for generation in due {
-            if let Some(drain) = self.child_mut(generation).and_then(|c| c.drain.as_mut()) {
-                drain.check_at = None;
-            }
-            out.push(Action::CheckDrained { generation });
-        }
-        if self.restart_at.is_some_and(|at| at <= now) {
-            self.restart_at = None;
-            if matches!(self.mode, Mode::Serving) && self.current.is_none() {
-                self.begin_spawn(Trigger::Crashed, now, out);
-            }
-        }
-        let grace = self.settings.grace;
-        for child in &mut self.children {
-            if let Some(stop) = child.stop.as_mut()
-                && stop.kill_at.is_some_and(|at| at <= now)
-            {
-                stop.kill(Kill::GraceExpired);
-                out.push(Action::Signal {
-                    generation: child.generation,
-                    signal: Signal::SIGKILL,
-                });
-                out.push(Action::Report(Status::GraceExpired {
-                    generation: child.generation,
-                    grace,
-                }));
-            }
-            if let Some(exit) = child.exit.as_mut()
-                && exit.recheck_at.is_some_and(|at| at <= now)
-            {
-                exit.recheck_at = None;
-                out.push(Action::CheckGroup {
-                    generation: child.generation,
-                });
-            }
-        }
+        self.tick_missing(now, out);
+        self.tick_spawn_retry(now, out);
+        self.tick_readiness(now, out);
+        self.tick_debounce(now, out);
+        self.tick_build(now, out);
+        self.tick_drains(now, out);
+        self.tick_crash_restart(now, out);
+        self.tick_stops(now, out);
     }
 
     fn child_mut(&mut self, generation: Generation) -> Option<&mut Child> {

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::{
-    Child, MISSING_REPORT_AFTER, Missing, Mode, Readiness, SELF_WRITE_STREAK, SELF_WRITE_WINDOW,
-    SPAWN_RETRY_BUDGET, SPAWN_RETRY_FIRST, SPAWN_RETRY_MAX, Spawning, Starting, Supervisor,
+    Child, MISSING_REPORT_AFTER, Missing, Mode, SELF_WRITE_STREAK, SELF_WRITE_WINDOW,
+    SPAWN_RETRY_BUDGET, SPAWN_RETRY_FIRST, SPAWN_RETRY_MAX, Spawning, Supervisor,
 };
 use crate::event::{Action, Generation, Outcome, SpawnFailure, Status, Trigger};
 use crate::file_id::FileId;
@@ -33,7 +33,7 @@ impl Supervisor {
         }
         let Some(id) = id else {
             if self.missing == Missing::No {
-                self.missing = Missing::Since(now + MISSING_REPORT_AFTER);
+                self.missing = Missing::ReportAt(now + MISSING_REPORT_AFTER);
             }
             return;
         };
@@ -156,6 +156,7 @@ impl Supervisor {
         }
     }
 
+    /// The new generation's exec went through: it is live, and the handover begins.
     pub(super) fn on_spawned(
         &mut self,
         generation: Generation,
@@ -164,7 +165,7 @@ impl Supervisor {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let Mode::Spawning(spawning) = std::mem::replace(&mut self.mode, Mode::Serving) else {
+        let Some(spawning) = self.take_spawning() else {
             return;
         };
         self.next_generation = generation.0 + 1;
@@ -176,40 +177,19 @@ impl Supervisor {
             latency: now.saturating_duration_since(spawning.since),
         }));
         let beside = self.children.last().map(|c| c.generation);
-        self.children.push(Child {
-            generation,
-            started: now,
-            trigger: spawning.trigger,
-            beside,
-            listening: false,
-            serving: false,
-            drain: None,
-            stop: None,
-            exit: None,
-        });
-        // Without --ready, a generation replacing one that listens on a socket hotrun
-        // holds is ready once it listens there too.
-        let gated = match self.settings.ready {
-            Readiness::Exec => false,
-            Readiness::Auto => self
-                .children
-                .iter()
-                .any(|c| Some(c.generation) == self.current && c.listening && c.stop.is_none()),
-            Readiness::Notify | Readiness::Delay(_) => true,
-        };
-        match gated {
-            false => self.take_over(generation, now, out),
-            true => {
-                let ready_at = match self.settings.ready {
-                    Readiness::Delay(d) => Some(now + d),
-                    _ => None,
-                };
-                self.mode = Mode::Starting(Starting {
-                    candidate: generation,
-                    since: now,
-                    ready_at,
-                    timeout_at: now + self.settings.ready_timeout,
-                });
+        self.children
+            .push(Child::new(generation, now, spawning.trigger, beside));
+        self.hand_over(generation, now, out);
+    }
+
+    /// Ends `Spawning`, which becomes `Serving`; `None` (and nothing changes) when no
+    /// generation is being spawned.
+    fn take_spawning(&mut self) -> Option<Spawning> {
+        match std::mem::replace(&mut self.mode, Mode::Serving) {
+            Mode::Spawning(spawning) => Some(spawning),
+            other => {
+                self.mode = other;
+                None
             }
         }
     }
@@ -252,6 +232,46 @@ impl Supervisor {
             && let Some(trigger) = self.pending.take()
         {
             self.begin_spawn(trigger, now, out);
+        }
+    }
+
+    /// Tells the user once the binary stays missing.
+    pub(super) fn tick_missing(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if matches!(self.missing, Missing::ReportAt(at) if at <= now) {
+            self.missing = Missing::Reported;
+            out.push(Action::Report(Status::BinaryMissing));
+        }
+    }
+
+    /// A spawn that failed for a transient reason is tried again.
+    pub(super) fn tick_spawn_retry(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if let Mode::Spawning(spawning) = &mut self.mode
+            && spawning.retry_at.is_some_and(|at| at <= now)
+        {
+            spawning.retry_at = None;
+            out.push(Action::Spawn {
+                generation: Generation(self.next_generation),
+                trigger: spawning.trigger.clone(),
+            });
+        }
+    }
+
+    /// A `--watch` change is through its quiet period.
+    pub(super) fn tick_debounce(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.debounce.as_ref().is_some_and(|(at, _)| *at <= now)
+            && let Some((_, path)) = self.debounce.take()
+        {
+            self.on_watch_change(path, now, out);
+        }
+    }
+
+    /// `--on-exit restart`: the backoff delay is over.
+    pub(super) fn tick_crash_restart(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.restart_at.is_some_and(|at| at <= now) {
+            self.restart_at = None;
+            if matches!(self.mode, Mode::Serving) && self.current.is_none() {
+                self.begin_spawn(Trigger::Crashed, now, out);
+            }
         }
     }
 }
