@@ -1,8 +1,11 @@
-//! The shared vocabulary between the event sources, the supervisor state machine and the
-//! code that carries out its actions: generations, triggers, how a child ended, what the
-//! supervisor is told (`Event`) and what it asks for (`Action`).
+//! The shared vocabulary between the loop, the supervisor state machine and the code that
+//! carries out its actions: generations, triggers, how a child ended, what the supervisor
+//! is told (`Event`), what it asks for (`Action`), what the user is told (`Status`) and how
+//! hotrun ends (`Outcome`).
 //!
-//! Everything here is plain data: no file descriptors, no processes, no clocks read.
+//! Everything here is plain data: no file descriptors, no processes, no clocks read. It
+//! imports nothing of hotrun's above `file_id` (a file's identity) and `format` (how a
+//! value is written).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -203,7 +206,9 @@ pub(crate) enum SocketNews {
 pub(crate) enum Event {
     /// SIGINT, SIGTERM, SIGQUIT, or SIGHUP with the terminal gone.
     Shutdown(ShutdownSignal),
-    /// A restart was asked for (SIGHUP, SIGUSR1).
+    /// A restart was asked for: SIGHUP or SIGUSR1, `hotrun drill`, or a listening socket a
+    /// generation broke and hotrun bound anew. (The binary and `--watch` paths come as
+    /// their own events: the supervisor decides whether they restart.)
     Restart(Trigger),
     /// Something happened to the command's executable; this is what is at its path now
     /// (`None`: nothing).

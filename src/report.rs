@@ -1,4 +1,6 @@
-//! Status lines on stderr: one line per lifecycle step, styled with `console`.
+//! Telling the user and the machine: one status line on stderr per lifecycle step, styled
+//! with `console`, and (`--events`, through `event_log.rs`) one JSON line made from the
+//! same `Status`. Warnings, hints and hotrun's exit go through here too.
 //!
 //! Write errors are ignored on purpose: a closed or broken stderr must never take the
 //! supervision loop down with it (the children still need stopping).

@@ -55,7 +55,8 @@ pub(crate) struct DrillConfig {
 enum Phase {
     /// Waiting for the first generation to be up and, with `--probe`, to answer.
     First,
-    /// The last restart is under way.
+    /// The restart the drill injected last is under way (until the supervisor is idle
+    /// again, or the restart budget runs out).
     Restarting,
     /// Settled; the next step (a restart, or the stop) comes once the pause is over and,
     /// with `--probe`, the server answered since the last restart.

@@ -10,15 +10,47 @@
 //! `app.rs` sleeps until [`Supervisor::next_deadline`] and then hands in [`Event::Tick`].
 //! So every rule below is unit-tested with plain event sequences.
 //!
+//! The modes (`Mode`) and how a restart goes through them:
+//!
 //! ```text
-//!            trigger (binary changed, --watch path, SIGHUP, crash restart)
-//!   Serving ─────────────────────────────────────────────► Spawning
-//!     ▲   ▲        spawn failed for good: old keeps serving     │ exec succeeded
-//!     │   └─────────────────────────────────────────────────────┤ ► stop signal to every
-//!     │                                                         │   older group, grace
-//!     └─────────────────────────────────────────────────────────┘   deadline → SIGKILL
-//!   SIGINT/SIGTERM/SIGQUIT (any mode) ─► ShuttingDown ─ all groups gone ─► Exit(outcome)
+//!  trigger: the binary changed, a --watch path (debounced), SIGHUP/SIGUSR1,
+//!  --on-exit restart (after its backoff), a drill, a socket bound anew, a retry
+//!  (with --build, a --watch change runs the build instead: see below)
+//!
+//!  ┌─────────┐  trigger   ┌──────────┐  exec failed for good: the current
+//!  │ Serving │ ─────────► │ Spawning │  generation keeps serving (or Waiting)
+//!  │         │ ◄───────── │          │ ◄─┐ transient failure (ETXTBSY, a half-
+//!  └─────────┘            └──────────┘ ──┘ written file): retried within a budget
+//!     ▲    ▲                   │ exec succeeded
+//!     │    │                   ├──────────────────────────────┐ --ready, or the current
+//!     │    │                   │ no readiness to wait for     ▼ one listens on a held socket
+//!     │    │                   │                        ┌──────────┐
+//!     │    │                   │                        │ Starting │ ready: READY=1,
+//!     │    │                   │                        │          │ delay:D, a listen
+//!     │    │                   │                        └──────────┘
+//!     │    │                   ▼     ready                 │    │ not ready in time, or
+//!     │    └──────────── take over ◄───────────────────────┘    │ it ended: stopped; the
+//!     │                  the new one is current; each older     │ current one serves on
+//!     │                  one is drained (it serves on a held    │ (with none, it is kept)
+//!     │                  socket: no new connection, --drain to  │
+//!     │                  DRAIN_MAX), then gets the stop signal, │
+//!     │                  then SIGKILL after --grace; its group  │
+//!     │                  gone, it is reaped                     │
+//!     └─────────────────────────────────────────────────────────┘
+//!
+//!  any mode: SIGINT/SIGTERM/SIGQUIT, a closed terminal, --on-exit exit
+//!    ─► ShuttingDown: every group (and the build) gets the signal; a second signal
+//!       SIGKILLs them all ─► every group gone ─► Exit(outcome) ─► Done
+//!
+//!  --build, beside the modes: a --watch change ─► the build runs (the current
+//!    generation serves on) ─► exit 0 and a new executable ─► trigger; a failure ─►
+//!    nothing. A change during a build stops its group and builds again.
 //! ```
+//!
+//! The jobs, by file: `restart.rs` (triggers, one restart at a time, the spawn and its
+//! retries), `handover.rs` (readiness, take over, draining the older generations),
+//! `stop.rs` (stop signal, grace, SIGKILL, a leader's exit, the group checks, what an end
+//! means), `shutdown.rs`, `build.rs` (`--build`), `child.rs` (one live generation).
 //!
 //! * **New first.** A restart spawns the new generation, and only once its exec has
 //!   succeeded are the older generations sent the stop signal. A spawn that fails keeps
