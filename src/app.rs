@@ -25,7 +25,7 @@ use crate::exit::{self, Failure};
 use crate::file_id::{self, FileId};
 use crate::guardian::Guardian;
 use crate::input::Input;
-use crate::process::{self, Handoff, Leader, Spawner};
+use crate::process::{self, Handoff, Leader, Pgid, Spawner};
 use crate::readiness::{NotifyDir, NotifySocket};
 use crate::report::Reporter;
 use crate::sockets::{self, ListenAddr, Listeners};
@@ -379,69 +379,7 @@ impl World {
     /// Carries out one action; returns the outcome when hotrun is done.
     fn execute(&mut self, action: Action, queue: &mut VecDeque<Event>) -> Option<Outcome> {
         match action {
-            Action::Spawn { generation, .. } => {
-                // The new generation must not inherit a socket a child broke.
-                self.repair_sockets();
-                let binary = FileId::of(&self.spawner.program);
-                let mut handoff = Handoff {
-                    sockets: self.listeners.len(),
-                    env: self.listeners.env(),
-                    listen_pid: !self.listeners.is_empty(),
-                };
-                if let Some(dir) = &self.notify_dir {
-                    match dir.socket_for(generation, self.tx.clone()) {
-                        Ok(socket) => {
-                            handoff
-                                .env
-                                .push(("NOTIFY_SOCKET", socket.path().as_os_str().to_owned()));
-                            self.notify.insert(generation, socket);
-                        }
-                        Err(err) => {
-                            queue.push_back(Event::SpawnFailed(SpawnFailure {
-                                message: format!(
-                                    "cannot create the notify socket for {generation}: {err}"
-                                ),
-                                transient: false,
-                                exit_code: exit::FAILURE,
-                            }));
-                            return None;
-                        }
-                    }
-                }
-                let filter = self.takeover.as_ref().and_then(|t| match t.prepare() {
-                    Ok(prepared) => Some(prepared),
-                    Err(err) => {
-                        self.reporter.warn(&format!(
-                            "cannot prepare socket takeover for {generation}: {err}; it starts without it"
-                        ));
-                        None
-                    }
-                });
-                let hook = filter.as_ref().map(|(_, hook)| *hook);
-                match self.spawner.spawn(generation, &handoff, hook) {
-                    Ok(leader) => {
-                        if let Some((prepared, _)) = filter {
-                            self.adopt_filter(generation, prepared);
-                        }
-                        self.guardian.register(leader.pgid);
-                        let binary =
-                            file_id::running_binary(leader.pid, binary, &self.spawner.program);
-                        let pid = leader.pid.as_raw().unsigned_abs();
-                        self.leaders.insert(generation, leader);
-                        queue.push_back(Event::Spawned {
-                            generation,
-                            pid,
-                            binary,
-                        });
-                        // The child may have died before its exit could be looked for.
-                        self.collect_exits(queue);
-                    }
-                    Err(failure) => {
-                        self.notify.remove(&generation);
-                        queue.push_back(Event::SpawnFailed(failure));
-                    }
-                }
-            }
+            Action::Spawn { generation, .. } => self.spawn(generation, queue),
             Action::CheckDrained { generation } => {
                 let open = self
                     .takeover
@@ -460,22 +398,8 @@ impl World {
                 {
                     takeover.stopping(generation, signal as i32);
                 }
-                // A stopped process acts on a signal only once continued (systemd sends
-                // SIGCONT after its stop signal for the same reason).
-                if let Some(leader) = self.leaders.get(&generation)
-                    && signal != Signal::SIGKILL
-                {
-                    let _ = leader.pgid.signal(Signal::SIGCONT);
-                }
-                if let Some(leader) = self.leaders.get(&generation)
-                    && let Err(err) = leader.pgid.signal(signal)
-                    && err != nix::errno::Errno::ESRCH
-                {
-                    self.reporter.warn(&format!(
-                        "cannot send {} to {generation} (pgid {}): {err}",
-                        signal.as_str(),
-                        leader.pgid.as_raw()
-                    ));
+                if let Some(pgid) = self.leaders.get(&generation).map(|l| l.pgid) {
+                    self.signal_group(pgid, signal, &generation.to_string());
                 }
             }
             Action::CheckGroup { generation } => {
@@ -488,9 +412,7 @@ impl World {
             }
             Action::Reap { generation } => {
                 if let Some(leader) = self.leaders.remove(&generation) {
-                    // Unregister first: after the reap the pgid may belong to anyone.
-                    self.guardian.unregister(leader.pgid);
-                    process::reap(leader.pid);
+                    self.reap(&leader);
                 }
                 self.notify.remove(&generation);
                 if let Some(takeover) = &self.takeover {
@@ -499,20 +421,8 @@ impl World {
             }
             Action::Build { build, .. } => self.start_build(build, queue),
             Action::SignalBuild { build, signal } => {
-                if let Some(leader) = self.build_leader(build) {
-                    let pgid = leader.pgid;
-                    if signal != Signal::SIGKILL {
-                        let _ = pgid.signal(Signal::SIGCONT);
-                    }
-                    if let Err(err) = pgid.signal(signal)
-                        && err != nix::errno::Errno::ESRCH
-                    {
-                        self.reporter.warn(&format!(
-                            "cannot send {} to the build (pgid {}): {err}",
-                            signal.as_str(),
-                            pgid.as_raw()
-                        ));
-                    }
+                if let Some(pgid) = self.build_leader(build).map(|l| l.pgid) {
+                    self.signal_group(pgid, signal, "the build");
                 }
             }
             Action::CheckBuildGroup { build } => {
@@ -524,14 +434,11 @@ impl World {
                 }
             }
             Action::ReapBuild { build } => {
-                let builder = self.build.as_mut();
-                if let Some(builder) = builder
+                if let Some(builder) = self.build.as_mut()
                     && builder.running.as_ref().is_some_and(|(id, _)| *id == build)
                     && let Some((_, leader)) = builder.running.take()
                 {
-                    // Unregister first: after the reap the pgid may belong to anyone.
-                    self.guardian.unregister(leader.pgid);
-                    process::reap(leader.pid);
+                    self.reap(&leader);
                 }
             }
             Action::Report(status) => {
@@ -553,6 +460,95 @@ impl World {
 }
 
 impl World {
+    /// Starts a generation (`Action::Spawn`): its sockets, its notify socket, takeover's
+    /// filter; the answer is `Spawned` or `SpawnFailed`.
+    fn spawn(&mut self, generation: Generation, queue: &mut VecDeque<Event>) {
+        // The new generation must not inherit a socket a child broke.
+        self.repair_sockets();
+        let binary = FileId::of(&self.spawner.program);
+        let mut handoff = Handoff {
+            sockets: self.listeners.len(),
+            env: self.listeners.env(),
+            listen_pid: !self.listeners.is_empty(),
+        };
+        if let Some(dir) = &self.notify_dir {
+            match dir.socket_for(generation, self.tx.clone()) {
+                Ok(socket) => {
+                    handoff
+                        .env
+                        .push(("NOTIFY_SOCKET", socket.path().as_os_str().to_owned()));
+                    self.notify.insert(generation, socket);
+                }
+                Err(err) => {
+                    queue.push_back(Event::SpawnFailed(SpawnFailure {
+                        message: format!("cannot create the notify socket for {generation}: {err}"),
+                        transient: false,
+                        exit_code: exit::FAILURE,
+                    }));
+                    return;
+                }
+            }
+        }
+        let filter = self.takeover.as_ref().and_then(|t| match t.prepare() {
+            Ok(prepared) => Some(prepared),
+            Err(err) => {
+                self.reporter.warn(&format!(
+                    "cannot prepare socket takeover for {generation}: {err}; it starts without it"
+                ));
+                None
+            }
+        });
+        let hook = filter.as_ref().map(|(_, hook)| *hook);
+        match self.spawner.spawn(generation, &handoff, hook) {
+            Ok(leader) => {
+                if let Some((prepared, _)) = filter {
+                    self.adopt_filter(generation, prepared);
+                }
+                self.guardian.register(leader.pgid);
+                let binary = file_id::running_binary(leader.pid, binary, &self.spawner.program);
+                let pid = leader.pid.as_raw().unsigned_abs();
+                self.leaders.insert(generation, leader);
+                queue.push_back(Event::Spawned {
+                    generation,
+                    pid,
+                    binary,
+                });
+                // The child may have died before its exit could be looked for.
+                self.collect_exits(queue);
+            }
+            Err(failure) => {
+                self.notify.remove(&generation);
+                queue.push_back(Event::SpawnFailed(failure));
+            }
+        }
+    }
+
+    /// Sends `signal` to a process group (`what`: whose, for the warning). A stopped
+    /// process acts on a signal only once continued, so every signal but SIGKILL comes
+    /// with a SIGCONT (systemd does the same after its stop signal). A group that is gone
+    /// already (ESRCH) is no news.
+    fn signal_group(&mut self, pgid: Pgid, signal: Signal, what: &str) {
+        if signal != Signal::SIGKILL {
+            let _ = pgid.signal(Signal::SIGCONT);
+        }
+        if let Err(err) = pgid.signal(signal)
+            && err != nix::errno::Errno::ESRCH
+        {
+            self.reporter.warn(&format!(
+                "cannot send {} to {what} (pgid {}): {err}",
+                signal.as_str(),
+                pgid.as_raw()
+            ));
+        }
+    }
+
+    /// Reaps an exited leader. The guardian forgets its group first: after the reap the
+    /// pgid may belong to anyone.
+    fn reap(&mut self, leader: &Leader) {
+        self.guardian.unregister(leader.pgid);
+        process::reap(leader.pid);
+    }
+
     /// The leader of build `id`, while it is not reaped.
     fn build_leader(&self, id: BuildId) -> Option<&Leader> {
         self.build
