@@ -139,12 +139,6 @@ impl Supervisor {
                 || self.debounce.is_some())
     }
 
-    /// No generation was ever started, and none is being started: the builds decide
-    /// generation 1.
-    fn nothing_started(&self) -> bool {
-        self.next_generation == 1 && self.children.is_empty() && matches!(self.mode, Mode::Serving)
-    }
-
     /// A `--watch` path changed (after its quiet period): a build with `--build`, else a
     /// restart.
     pub(super) fn on_watch_change(&mut self, path: PathBuf, now: Instant, out: &mut Vec<Action>) {

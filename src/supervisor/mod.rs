@@ -305,7 +305,8 @@ pub(crate) struct Supervisor {
     mode: Mode,
     /// Live generations, oldest first.
     children: Vec<Child>,
-    /// The newest generation, while it runs.
+    /// The generation serving: the newest that took over, while it runs (a generation
+    /// getting ready is `Mode::Starting`'s candidate, not this).
     current: Option<Generation>,
     next_generation: u64,
     /// The identity of the binary the newest generation was started from.

@@ -25,6 +25,9 @@ pub(super) struct SelfWrites {
 }
 
 impl Supervisor {
+    /// Something happened to the command's executable; `id`: what is at its path now. A
+    /// new runnable file restarts; a missing one is told after a while; a build at work
+    /// decides instead.
     pub(super) fn on_binary(&mut self, id: Option<FileId>, now: Instant, out: &mut Vec<Action>) {
         if self.build_due() {
             // The build is at work on it; the look after the build decides.
@@ -56,6 +59,8 @@ impl Supervisor {
         self.request_restart(Trigger::BinaryChanged, now, out);
     }
 
+    /// A `--watch` path changed: after the quiet period it restarts (or, with `--build`,
+    /// builds). Remembers whether it came right after a start (the self-write hint).
     pub(super) fn on_path(&mut self, path: PathBuf, now: Instant, out: &mut Vec<Action>) {
         let soon = self
             .children
@@ -80,6 +85,7 @@ impl Supervisor {
         }
     }
 
+    /// A restart now, or queued behind the one under way.
     pub(super) fn request_restart(
         &mut self,
         trigger: Trigger,
@@ -99,6 +105,8 @@ impl Supervisor {
         }
     }
 
+    /// Keeps one trigger for after the restart under way (the first; the others are the
+    /// same restart).
     fn queue(&mut self, trigger: Trigger, out: &mut Vec<Action>) {
         if self.pending.is_none() {
             out.push(Action::Report(Status::Queued {
@@ -115,6 +123,7 @@ impl Supervisor {
             .any(|c| Some(c.generation) != self.current)
     }
 
+    /// Asks for the next generation.
     pub(super) fn begin_spawn(&mut self, trigger: Trigger, now: Instant, out: &mut Vec<Action>) {
         self.restart_at = None;
         self.count_self_writes(&trigger, out);
@@ -194,6 +203,8 @@ impl Supervisor {
         }
     }
 
+    /// A spawn failed: a transient failure is retried within the budget; otherwise the
+    /// current generation keeps serving (without one: wait for a change; at start: exit).
     pub(super) fn on_spawn_failed(
         &mut self,
         failure: SpawnFailure,
@@ -215,7 +226,7 @@ impl Supervisor {
             message: failure.message,
             still_serving: serving,
         }));
-        if self.children.is_empty() && self.next_generation == 1 && self.settings.build.is_none() {
+        if self.nothing_started() && self.settings.build.is_none() {
             // Not even the first generation could start (with --build, the next build may
             // fix it: wait for a change).
             self.mode = Mode::Done;
@@ -223,6 +234,12 @@ impl Supervisor {
         } else if serving.is_none() {
             out.push(Action::Report(Status::Waiting));
         }
+    }
+
+    /// No generation was ever started, and none is being started (with `--build`, the
+    /// builds decide generation 1).
+    pub(super) fn nothing_started(&self) -> bool {
+        self.next_generation == 1 && self.children.is_empty() && matches!(self.mode, Mode::Serving)
     }
 
     /// Starts the queued restart once the one under way is over.
