@@ -26,7 +26,7 @@ use crate::file_id::{self, FileId};
 use crate::guardian::Guardian;
 use crate::input::Input;
 use crate::process::{self, Handoff, Leader, Pgid, Spawner};
-use crate::readiness::{NotifyDir, NotifySocket};
+use crate::readiness::{NOTIFY_SOCKET, NotifyDir, NotifySocket};
 use crate::report::Reporter;
 use crate::sockets::{self, ListenAddr, Listeners};
 use crate::supervisor::{Readiness, Supervisor};
@@ -476,7 +476,7 @@ impl World {
                 Ok(socket) => {
                     handoff
                         .env
-                        .push(("NOTIFY_SOCKET", socket.path().as_os_str().to_owned()));
+                        .push((NOTIFY_SOCKET, socket.path().as_os_str().to_owned()));
                     self.notify.insert(generation, socket);
                 }
                 Err(err) => {

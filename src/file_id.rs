@@ -7,7 +7,7 @@
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::unistd::Pid;
 
@@ -64,7 +64,7 @@ impl FileId {
 /// on and a restart must still follow. Otherwise (an interpreter runs a script; no /proc)
 /// `before` is kept, which errs towards one restart too many rather than one too few.
 pub(crate) fn running_binary(pid: Pid, before: Option<FileId>, path: &Path) -> Option<FileId> {
-    let exe = FileId::of(Path::new(&format!("/proc/{}/exe", pid.as_raw())));
+    let exe = FileId::of(&proc_exe(pid));
     let now = FileId::of(path);
     match (exe, now) {
         (Some(exe), Some(now)) if exe.same_file(&now) => Some(now),
@@ -82,8 +82,7 @@ pub(crate) fn running_binary(pid: Pid, before: Option<FileId>, path: &Path) -> O
 pub(crate) fn same_content(path: &Path, pid: Pid) -> bool {
     #[cfg(target_os = "linux")]
     {
-        let running = format!("/proc/{}/exe", pid.as_raw());
-        let (Ok(mut a), Ok(mut b)) = (fs::File::open(path), fs::File::open(running)) else {
+        let (Ok(mut a), Ok(mut b)) = (fs::File::open(path), fs::File::open(proc_exe(pid))) else {
             return false;
         };
         match (a.metadata(), b.metadata()) {
@@ -112,6 +111,12 @@ pub(crate) fn same_content(path: &Path, pid: Pid) -> bool {
         let _ = (path, pid);
         false
     }
+}
+
+/// `/proc/PID/exe`: the very file process `pid` executes (Linux), even once it was
+/// unlinked or replaced.
+fn proc_exe(pid: Pid) -> PathBuf {
+    PathBuf::from(format!("/proc/{}/exe", pid.as_raw()))
 }
 
 /// Reads until `buf` is full or the file ends; how many bytes were read.

@@ -22,6 +22,8 @@ use nix::unistd::Pid;
 use crate::event::{ChildEnd, Generation, SpawnFailure};
 use crate::exit;
 use crate::program::{self, NotRunnable};
+use crate::readiness::NOTIFY_SOCKET;
+use crate::sockets::{FIRST_FD, LISTEN_FDNAMES, LISTEN_FDS, LISTEN_PID};
 use crate::takeover::ChildHook;
 
 /// A process group id: the only thing hotrun ever sends a signal to.
@@ -85,12 +87,7 @@ pub(crate) struct Spawner {
 
 /// Variables a parent supervisor may have set for hotrun itself; they are never meant for
 /// the child (hotrun sets its own when it passes sockets).
-const NOT_INHERITED: [&str; 4] = [
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "NOTIFY_SOCKET",
-];
+const NOT_INHERITED: [&str; 4] = [LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, NOTIFY_SOCKET];
 
 impl Spawner {
     /// Starts a generation. Returns once its exec has succeeded (std reports exec errors
@@ -258,7 +255,7 @@ pub(crate) fn trampoline(args: &[OsString]) -> std::process::ExitCode {
     // SAFETY: this process was exec'd a moment ago and has started no thread, so nothing
     // can read the environment concurrently.
     unsafe {
-        std::env::set_var("LISTEN_PID", std::process::id().to_string());
+        std::env::set_var(LISTEN_PID, std::process::id().to_string());
     }
     // SAFETY: fcntl on the status pipe this process was handed; the command must not
     // inherit it.
@@ -328,7 +325,7 @@ fn child_setup(parent: libc::pid_t, keep: libc::c_int, keep_also: libc::c_int) -
         unsafe {
             libc::syscall(
                 libc::SYS_close_range,
-                3 + keep.max(0) as libc::c_uint,
+                (FIRST_FD + keep.max(0)) as libc::c_uint,
                 libc::c_uint::MAX,
                 libc::CLOSE_RANGE_CLOEXEC,
             );
@@ -336,7 +333,7 @@ fn child_setup(parent: libc::pid_t, keep: libc::c_int, keep_also: libc::c_int) -
     }
     #[cfg(not(target_os = "linux"))]
     let _ = parent;
-    for fd in (3..3 + keep).chain((keep_also >= 0).then_some(keep_also)) {
+    for fd in (FIRST_FD..FIRST_FD + keep).chain((keep_also >= 0).then_some(keep_also)) {
         // SAFETY: fcntl(F_SETFD) is async-signal-safe; a bad fd only returns EBADF.
         if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
             return Err(io::Error::last_os_error());

@@ -25,6 +25,9 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use crate::event::Generation;
 use crate::input::Input;
 
+/// The variable that tells a generation where its notify socket is.
+pub(crate) const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
+
 /// The private directory for the notify sockets; removed when dropped.
 #[derive(Debug)]
 pub(crate) struct NotifyDir {
