@@ -430,16 +430,19 @@ impl StopEnd {
 /// One lifecycle step, told to the user as one line.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Status {
+    /// A generation's exec went through (`latency`: since its trigger).
     Started {
         generation: Generation,
         pid: u32,
         trigger: Trigger,
         latency: Duration,
     },
+    /// The stop signal went to the generation's group; its grace period runs.
     StopSent {
         generation: Generation,
         signal: Signal,
     },
+    /// A generation hotrun asked to stop is gone, its whole group with it.
     Stopped {
         generation: Generation,
         end: StopEnd,
@@ -448,6 +451,7 @@ pub(crate) enum Status {
         /// Since it started.
         alive: Duration,
     },
+    /// A stopping generation's group was still there after `grace`: SIGKILL.
     GraceExpired {
         generation: Generation,
         grace: Duration,
@@ -472,6 +476,7 @@ pub(crate) enum Status {
         /// The older generations are all gone already: the retry starts at once.
         older_gone: bool,
     },
+    /// A new generation could not start (for good: retries are over).
     SpawnFailed {
         message: String,
         still_serving: Option<Generation>,
@@ -552,6 +557,7 @@ pub(crate) enum Status {
     Backoff {
         delay: Duration,
     },
+    /// The command's executable stayed missing (`MISSING_REPORT_AFTER`).
     BinaryMissing,
     /// Restarts keep coming from a `--watch` path that changes right after each start:
     /// the server probably writes it.
@@ -604,6 +610,8 @@ pub(crate) enum Status {
     BuildCannotStart {
         message: String,
     },
+    /// hotrun got a signal that stops it: every generation is stopped (a second one:
+    /// `ForceKill`, SIGKILL to every group).
     ShuttingDown {
         signal: Signal,
     },
