@@ -5,6 +5,7 @@
 //! there with what the newest generation runs.
 
 use std::fs;
+#[cfg(target_os = "linux")]
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -134,11 +135,10 @@ fn read_full(file: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
-    #[cfg(target_os = "linux")]
     #[test]
     fn the_content_of_a_binary_is_compared_with_what_a_process_runs() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -159,7 +159,6 @@ mod tests {
         assert!(!same_content(&dir.path().join("missing"), Pid::this()));
     }
 
-    #[cfg(target_os = "linux")]
     #[test]
     fn a_process_runs_the_file_at_its_path_or_the_one_seen_before() {
         let me = std::env::current_exe().expect("current exe");

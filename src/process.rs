@@ -8,6 +8,7 @@
 //! unreaped leader exists its pgid cannot be handed to another process.
 
 use std::ffi::{OsStr, OsString};
+#[cfg(target_os = "linux")]
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -479,8 +480,10 @@ pub(crate) fn group_is_empty(pgid: Pgid, _leader: Pid) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
 
     fn executable(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
         let path = dir.join(name);
