@@ -139,6 +139,24 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_design_notes_name_every_module() {
+        let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("read README.md");
+        let notes = readme
+            .split("\n## Design notes\n")
+            .nth(1)
+            .expect("README has Design notes");
+        for module in imports().keys() {
+            let file = format!("| `src/{module}.rs` |");
+            let dir = format!("| `src/{module}/` |");
+            assert!(
+                notes.contains(&file) || notes.contains(&dir),
+                "the README's design notes do not name src/{module}"
+            );
+        }
+    }
+
+    #[test]
     fn the_core_imports_nothing_from_the_edges() {
         let graph = imports();
         let core = ["supervisor", "event", "file_id", "format"];
