@@ -49,22 +49,53 @@ fn main() -> ExitCode {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
     use std::fs;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
+
+    /// Every source file below `src/`.
+    fn sources() -> Vec<PathBuf> {
+        let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+        let mut files = Vec::new();
+        while let Some(dir) = dirs.pop() {
+            for entry in fs::read_dir(&dir).expect("read src") {
+                let path = entry.expect("an entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    }
+
+    /// The items of a `{…}` group (`group` starts after its `{`), nested groups left whole.
+    fn top_level_items(group: &str) -> Vec<&str> {
+        let (mut items, mut depth, mut start) = (Vec::new(), 0, 0);
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    items.push(group[start..i].trim());
+                    break;
+                }
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    items.push(group[start..i].trim());
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        items
+    }
 
     /// Which of hotrun's top-level modules each one uses (`crate::NAME`), read from the
     /// sources; unit tests are left out.
     fn imports() -> BTreeMap<String, BTreeSet<String>> {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut files = vec![src.clone()];
         let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        while let Some(path) = files.pop() {
-            if path.is_dir() {
-                let entries = fs::read_dir(&path).expect("read src");
-                files.extend(entries.map(|e| e.expect("entry").path()));
-                continue;
-            }
-            let name = path.to_string_lossy();
-            if !name.ends_with(".rs") || name.ends_with("tests.rs") {
+        for path in sources() {
+            if path.to_string_lossy().ends_with("tests.rs") {
                 continue;
             }
             let rel = path.strip_prefix(&src).expect("below src");
@@ -84,25 +115,26 @@ mod tests {
                 .next()
                 .unwrap_or_default();
             let uses = graph.entry(module.clone()).or_default();
-            for line in code
+            // Comments out; a `use crate::{…}` group may span lines.
+            let code: String = code
                 .lines()
                 .map(|l| l.split("//").next().unwrap_or_default())
-            {
-                let mut rest = line;
-                while let Some(at) = rest.find("crate::") {
-                    rest = &rest[at + "crate::".len()..];
-                    let names: Vec<&str> = match rest.strip_prefix('{') {
-                        Some(group) => group.split([',', '}']).map(str::trim).collect(),
-                        None => vec![rest],
-                    };
-                    for name in names {
-                        let name: String = name
-                            .chars()
-                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                            .collect();
-                        if !name.is_empty() && name != module {
-                            uses.insert(name);
-                        }
+                .collect::<Vec<_>>()
+                .join("\n");
+            let mut rest = code.as_str();
+            while let Some(at) = rest.find("crate::") {
+                rest = &rest[at + "crate::".len()..];
+                let names = match rest.strip_prefix('{') {
+                    Some(group) => top_level_items(group),
+                    None => vec![rest],
+                };
+                for name in names {
+                    let name: String = name
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !name.is_empty() && name != module {
+                        uses.insert(name);
                     }
                 }
             }
@@ -139,6 +171,18 @@ mod tests {
     }
 
     #[test]
+    fn every_module_opens_with_what_it_owns() {
+        for path in sources() {
+            let text = fs::read_to_string(&path).expect("read a source file");
+            assert!(
+                text.starts_with("//! "),
+                "{} opens without a //!",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
     fn the_readme_design_notes_name_every_module() {
         let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
             .expect("read README.md");
@@ -167,6 +211,10 @@ mod tests {
                 .collect();
             assert!(above.is_empty(), "{module} imports {above:?}");
         }
-        assert!(graph["app"].contains("supervisor"), "the reading works");
+        // The reading works: plain paths and the items of a `use crate::{…}` group.
+        for used in ["supervisor", "footprint", "watcher"] {
+            assert!(graph["app"].contains(used), "app uses {used}: {graph:?}");
+        }
+        assert!(!graph["app"].contains("main"), "{graph:?}");
     }
 }
