@@ -310,6 +310,74 @@ mod tests {
 
     use super::*;
 
+    /// The event names `describe` gives, read from this file's source: `("name", json!…`
+    /// on one line, or `"name",` on the line after a `(`.
+    fn described_names() -> Vec<String> {
+        let source =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/event_log.rs"))
+                .expect("read src/event_log.rs");
+        let body = source
+            .split("pub(crate) fn describe(")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}\n").next())
+            .expect("describe is there");
+        let is_name =
+            |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        let mut names = Vec::new();
+        let mut previous = "";
+        for line in body.lines().map(str::trim) {
+            let one_line = line
+                .split("(\"")
+                .nth(1)
+                .and_then(|rest| {
+                    rest.split_once("\", json!(")
+                        .or(rest.split_once("\", with("))
+                })
+                .map(|(name, _)| name);
+            let next_line = (previous == "(" || previous.ends_with("=> ("))
+                .then(|| line.strip_prefix('"').and_then(|l| l.strip_suffix("\",")))
+                .flatten();
+            if let Some(name) = one_line.or(next_line).filter(|n| is_name(n)) {
+                names.push(name.to_string());
+            }
+            previous = line;
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    #[test]
+    fn the_readme_events_table_has_every_lifecycle_event() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("read README.md");
+        let table = readme
+            .split("\n### `--events PATH`\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n### ").next())
+            .expect("README has the --events section");
+        let names = described_names();
+        assert!(names.len() >= 25, "{names:?}");
+        for name in [
+            "spawned",
+            "exited",
+            "build_finished",
+            "shutdown",
+            "socket_held",
+        ] {
+            assert!(
+                names.iter().any(|n| n == name),
+                "{name} not read: {names:?}"
+            );
+        }
+        for name in names {
+            assert!(
+                table.contains(&format!("`{name}`")),
+                "the README's --events table does not list `{name}`"
+            );
+        }
+    }
+
     #[test]
     fn paths_that_are_not_utf8_are_written_lossily() {
         let path = PathBuf::from(OsStr::from_bytes(b"src/caf\xe9.rs"));
