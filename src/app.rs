@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -18,44 +18,20 @@ use nix::sys::stat::Mode;
 use crate::cli::Config;
 use crate::drill::Drill;
 use crate::event::{
-    Action, BuildId, Event, Generation, Outcome, ShutdownSignal, SocketNews, SpawnFailure, Status,
-    Trigger,
+    Action, BuildId, Event, Generation, Outcome, ShutdownSignal, SpawnFailure, Status, Trigger,
 };
-use crate::events::EventLog;
+use crate::event_log::EventLog;
 use crate::exit::{self, Failure};
+use crate::file_id::{self, FileId};
 use crate::guardian::Guardian;
-use crate::process::{self, Handoff, Leader, Spawner, file_sig};
-use crate::readiness::{NotifyDir, NotifySocket};
+use crate::input::Input;
+use crate::process::{self, Handoff, Leader, Pgid, Spawner};
+use crate::readiness::{NOTIFY_SOCKET, NotifyDir, NotifySocket};
 use crate::report::Reporter;
 use crate::sockets::{self, ListenAddr, Listeners};
 use crate::supervisor::{Readiness, Supervisor};
 use crate::takeover::{self, Seed, Takeover};
-use crate::{footprint, ignores, orphans, program, signals, watcher};
-
-/// What the event sources send to the loop.
-#[derive(Debug)]
-pub(crate) enum Input {
-    /// A signal number from the signal thread.
-    Signal(i32),
-    /// Something happened to the command's executable (the loop looks at it when it gets
-    /// to this input, so a stale observation never counts).
-    Binary,
-    /// A `--watch` path changed.
-    Path(PathBuf),
-    /// The watcher could not do all it should (the user is told; watching goes on).
-    Warning(String),
-    /// A generation's notify socket got a message.
-    Notify {
-        generation: Generation,
-        ready: bool,
-        status: Option<String>,
-    },
-    /// Socket takeover saw a generation bind, listen or accept.
-    Socket {
-        generation: Generation,
-        news: SocketNews,
-    },
-}
+use crate::{footprint, format, ignores, orphans, program, signals, watcher};
 
 /// Runs hotrun until the supervisor says it is done; returns hotrun's exit.
 pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
@@ -103,7 +79,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
         reporter.hint(&hint);
     }
     if let Some(build) = &config.build {
-        report_build_setup(build, &config.settings, &mut reporter);
+        report_build_setup(build, &config.settings, &config.cwd, &mut reporter);
     }
     let notify_dir = match config.settings.ready {
         Readiness::Notify => Some(NotifyDir::create().map_err(|e| {
@@ -134,15 +110,12 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
             format!("cannot install signal handlers: {e}"),
         )
     })?;
-    let cwd = std::env::current_dir()
-        .and_then(std::fs::canonicalize)
-        .unwrap_or_else(|_| PathBuf::from("/"));
     let watch = watcher::Spec {
         binary: config.watch_binary,
         paths: config.watch,
         extra: ignores::Extra {
             globs: config.ignore,
-            cwd,
+            cwd: config.cwd,
             // hotrun writes it on every restart: it must never set one off.
             paths: config
                 .events
@@ -283,7 +256,9 @@ impl World {
     /// Turns an input into zero or more events.
     fn translate(&mut self, input: Input, queue: &mut VecDeque<Event>) {
         match input {
-            Input::Binary => queue.push_back(Event::BinaryChanged(file_sig(&self.spawner.program))),
+            Input::Binary => {
+                queue.push_back(Event::BinaryChanged(FileId::of(&self.spawner.program)))
+            }
             Input::Path(path) => queue.push_back(Event::PathChanged(path)),
             Input::Warning(text) => self.reporter.warn(&text),
             Input::Notify {
@@ -349,9 +324,9 @@ impl World {
         {
             leader.exited = true;
             // The build is over: what it left at the command's path is final.
-            let binary = file_sig(&self.spawner.program);
+            let binary = FileId::of(&self.spawner.program);
             let same_as_running = end == crate::event::ChildEnd::Exited(0)
-                && newest.is_some_and(|pid| process::same_content(&self.spawner.program, pid));
+                && newest.is_some_and(|pid| file_id::same_content(&self.spawner.program, pid));
             queue.push_back(Event::BuildExited {
                 build: *build,
                 end,
@@ -404,69 +379,7 @@ impl World {
     /// Carries out one action; returns the outcome when hotrun is done.
     fn execute(&mut self, action: Action, queue: &mut VecDeque<Event>) -> Option<Outcome> {
         match action {
-            Action::Spawn { generation, .. } => {
-                // The new generation must not inherit a socket a child broke.
-                self.repair_sockets();
-                let binary = file_sig(&self.spawner.program);
-                let mut handoff = Handoff {
-                    sockets: self.listeners.len(),
-                    env: self.listeners.env(),
-                    listen_pid: !self.listeners.is_empty(),
-                };
-                if let Some(dir) = &self.notify_dir {
-                    match dir.socket_for(generation, self.tx.clone()) {
-                        Ok(socket) => {
-                            handoff
-                                .env
-                                .push(("NOTIFY_SOCKET", socket.path().as_os_str().to_owned()));
-                            self.notify.insert(generation, socket);
-                        }
-                        Err(err) => {
-                            queue.push_back(Event::SpawnFailed(SpawnFailure {
-                                message: format!(
-                                    "cannot create the notify socket for {generation}: {err}"
-                                ),
-                                transient: false,
-                                exit_code: exit::FAILURE,
-                            }));
-                            return None;
-                        }
-                    }
-                }
-                let filter = self.takeover.as_ref().and_then(|t| match t.prepare() {
-                    Ok(prepared) => Some(prepared),
-                    Err(err) => {
-                        self.reporter.warn(&format!(
-                            "cannot prepare socket takeover for {generation}: {err}; it starts without it"
-                        ));
-                        None
-                    }
-                });
-                let hook = filter.as_ref().map(|(_, hook)| *hook);
-                match self.spawner.spawn(generation, &handoff, hook) {
-                    Ok(leader) => {
-                        if let Some((prepared, _)) = filter {
-                            self.adopt_filter(generation, prepared);
-                        }
-                        self.guardian.register(leader.pgid);
-                        let binary =
-                            process::running_binary(leader.pid, binary, &self.spawner.program);
-                        let pid = leader.pid.as_raw().unsigned_abs();
-                        self.leaders.insert(generation, leader);
-                        queue.push_back(Event::Spawned {
-                            generation,
-                            pid,
-                            binary,
-                        });
-                        // The child may have died before its exit could be looked for.
-                        self.collect_exits(queue);
-                    }
-                    Err(failure) => {
-                        self.notify.remove(&generation);
-                        queue.push_back(Event::SpawnFailed(failure));
-                    }
-                }
-            }
+            Action::Spawn { generation, .. } => self.spawn(generation, queue),
             Action::CheckDrained { generation } => {
                 let open = self
                     .takeover
@@ -485,22 +398,8 @@ impl World {
                 {
                     takeover.stopping(generation, signal as i32);
                 }
-                // A stopped process acts on a signal only once continued (systemd sends
-                // SIGCONT after its stop signal for the same reason).
-                if let Some(leader) = self.leaders.get(&generation)
-                    && signal != Signal::SIGKILL
-                {
-                    let _ = leader.pgid.signal(Signal::SIGCONT);
-                }
-                if let Some(leader) = self.leaders.get(&generation)
-                    && let Err(err) = leader.pgid.signal(signal)
-                    && err != nix::errno::Errno::ESRCH
-                {
-                    self.reporter.warn(&format!(
-                        "cannot send {} to {generation} (pgid {}): {err}",
-                        signal.as_str(),
-                        leader.pgid.as_raw()
-                    ));
+                if let Some(pgid) = self.leaders.get(&generation).map(|l| l.pgid) {
+                    self.signal_group(pgid, signal, &generation.to_string());
                 }
             }
             Action::CheckGroup { generation } => {
@@ -513,9 +412,7 @@ impl World {
             }
             Action::Reap { generation } => {
                 if let Some(leader) = self.leaders.remove(&generation) {
-                    // Unregister first: after the reap the pgid may belong to anyone.
-                    self.guardian.unregister(leader.pgid);
-                    process::reap(leader.pid);
+                    self.reap(&leader);
                 }
                 self.notify.remove(&generation);
                 if let Some(takeover) = &self.takeover {
@@ -524,20 +421,8 @@ impl World {
             }
             Action::Build { build, .. } => self.start_build(build, queue),
             Action::SignalBuild { build, signal } => {
-                if let Some(leader) = self.build_leader(build) {
-                    let pgid = leader.pgid;
-                    if signal != Signal::SIGKILL {
-                        let _ = pgid.signal(Signal::SIGCONT);
-                    }
-                    if let Err(err) = pgid.signal(signal)
-                        && err != nix::errno::Errno::ESRCH
-                    {
-                        self.reporter.warn(&format!(
-                            "cannot send {} to the build (pgid {}): {err}",
-                            signal.as_str(),
-                            pgid.as_raw()
-                        ));
-                    }
+                if let Some(pgid) = self.build_leader(build).map(|l| l.pgid) {
+                    self.signal_group(pgid, signal, "the build");
                 }
             }
             Action::CheckBuildGroup { build } => {
@@ -549,14 +434,11 @@ impl World {
                 }
             }
             Action::ReapBuild { build } => {
-                let builder = self.build.as_mut();
-                if let Some(builder) = builder
+                if let Some(builder) = self.build.as_mut()
                     && builder.running.as_ref().is_some_and(|(id, _)| *id == build)
                     && let Some((_, leader)) = builder.running.take()
                 {
-                    // Unregister first: after the reap the pgid may belong to anyone.
-                    self.guardian.unregister(leader.pgid);
-                    process::reap(leader.pid);
+                    self.reap(&leader);
                 }
             }
             Action::Report(status) => {
@@ -578,6 +460,95 @@ impl World {
 }
 
 impl World {
+    /// Starts a generation (`Action::Spawn`): its sockets, its notify socket, takeover's
+    /// filter; the answer is `Spawned` or `SpawnFailed`.
+    fn spawn(&mut self, generation: Generation, queue: &mut VecDeque<Event>) {
+        // The new generation must not inherit a socket a child broke.
+        self.repair_sockets();
+        let binary = FileId::of(&self.spawner.program);
+        let mut handoff = Handoff {
+            sockets: self.listeners.len(),
+            env: self.listeners.env(),
+            listen_pid: !self.listeners.is_empty(),
+        };
+        if let Some(dir) = &self.notify_dir {
+            match dir.socket_for(generation, self.tx.clone()) {
+                Ok(socket) => {
+                    handoff
+                        .env
+                        .push((NOTIFY_SOCKET, socket.path().as_os_str().to_owned()));
+                    self.notify.insert(generation, socket);
+                }
+                Err(err) => {
+                    queue.push_back(Event::SpawnFailed(SpawnFailure {
+                        message: format!("cannot create the notify socket for {generation}: {err}"),
+                        transient: false,
+                        exit_code: exit::FAILURE,
+                    }));
+                    return;
+                }
+            }
+        }
+        let filter = self.takeover.as_ref().and_then(|t| match t.prepare() {
+            Ok(prepared) => Some(prepared),
+            Err(err) => {
+                self.reporter.warn(&format!(
+                    "cannot prepare socket takeover for {generation}: {err}; it starts without it"
+                ));
+                None
+            }
+        });
+        let hook = filter.as_ref().map(|(_, hook)| *hook);
+        match self.spawner.spawn(generation, &handoff, hook) {
+            Ok(leader) => {
+                if let Some((prepared, _)) = filter {
+                    self.adopt_filter(generation, prepared);
+                }
+                self.guardian.register(leader.pgid);
+                let binary = file_id::running_binary(leader.pid, binary, &self.spawner.program);
+                let pid = leader.pid.as_raw().unsigned_abs();
+                self.leaders.insert(generation, leader);
+                queue.push_back(Event::Spawned {
+                    generation,
+                    pid,
+                    binary,
+                });
+                // The child may have died before its exit could be looked for.
+                self.collect_exits(queue);
+            }
+            Err(failure) => {
+                self.notify.remove(&generation);
+                queue.push_back(Event::SpawnFailed(failure));
+            }
+        }
+    }
+
+    /// Sends `signal` to a process group (`what`: whose, for the warning). A stopped
+    /// process acts on a signal only once continued, so every signal but SIGKILL comes
+    /// with a SIGCONT (systemd does the same after its stop signal). A group that is gone
+    /// already (ESRCH) is no news.
+    fn signal_group(&mut self, pgid: Pgid, signal: Signal, what: &str) {
+        if signal != Signal::SIGKILL {
+            let _ = pgid.signal(Signal::SIGCONT);
+        }
+        if let Err(err) = pgid.signal(signal)
+            && err != nix::errno::Errno::ESRCH
+        {
+            self.reporter.warn(&format!(
+                "cannot send {} to {what} (pgid {}): {err}",
+                signal.as_str(),
+                pgid.as_raw()
+            ));
+        }
+    }
+
+    /// Reaps an exited leader. The guardian forgets its group first: after the reap the
+    /// pgid may belong to anyone.
+    fn reap(&mut self, leader: &Leader) {
+        self.guardian.unregister(leader.pgid);
+        process::reap(leader.pid);
+    }
+
     /// The leader of build `id`, while it is not reaped.
     fn build_leader(&self, id: BuildId) -> Option<&Leader> {
         self.build
@@ -633,16 +604,17 @@ impl World {
 fn report_build_setup(
     build: &crate::cli::BuildCommand,
     settings: &crate::supervisor::Settings,
+    cwd: &Path,
     reporter: &mut Reporter,
 ) {
     let Some(build_settings) = &settings.build else {
         return;
     };
-    if let Some(cwd) = &build.watching_cwd {
+    if let Some(watched) = &build.watching_cwd {
         let skipped = build_settings
             .ignore_dirs
             .iter()
-            .map(|d| crate::report::shown(d).display().to_string())
+            .map(|d| format::shown(d, cwd).display().to_string())
             .collect::<Vec<_>>();
         let but = match skipped.len() {
             0 => String::new(),
@@ -654,10 +626,13 @@ fn report_build_setup(
         reporter.info(
             &format!(
                 "--build without --watch: a change in the current directory {}{but} runs the build",
-                cwd.display()
+                watched.display()
             ),
             "build_watching",
-            serde_json::json!({ "paths": [cwd], "except": build_settings.ignore_dirs }),
+            serde_json::json!({
+                "paths": [watched.to_string_lossy()],
+                "except": build_settings.ignore_dirs.iter().map(|d| d.to_string_lossy()).collect::<Vec<_>>(),
+            }),
         );
     }
     if build_settings.restart_after_every_build {
@@ -718,14 +693,15 @@ fn listen_hint(status: &Status, bound: &[ListenAddr]) -> Option<String> {
         _ => return None,
     };
     let n = bound.len();
+    let first_fd = sockets::FIRST_FD;
     let fds = match n {
-        1 => "fd 3".to_string(),
-        _ => format!("fds 3-{}", sockets::FIRST_FD + n as i32 - 1),
+        1 => format!("fd {first_fd}"),
+        _ => format!("fds {first_fd}-{}", first_fd + n as i32 - 1),
     };
     Some(format!(
         "{generation} ended soon after it started. With --listen, hotrun holds the socket and \
          it is already open at {fds} (LISTEN_FDS={n}): a server that binds {first} itself \
-         gets \"address already in use\"; it should take fd 3 instead (README: \
+         gets \"address already in use\"; it should take fd {first_fd} instead (README: \
          \"Zero-downtime restarts\")"
     ))
 }

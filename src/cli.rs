@@ -18,6 +18,7 @@ use crate::drill::{self, DrillConfig, Probe};
 use crate::exit::{self, Failure};
 use crate::process::Spawner;
 use crate::program;
+use crate::report::ColorChoice;
 use crate::sockets::{self, ListenSpec};
 use crate::supervisor::{BuildSettings, OnExit, Readiness, Settings};
 
@@ -203,14 +204,6 @@ enum OnExitArg {
     Exit,
 }
 
-/// `--color`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ColorChoice {
-    Auto,
-    Always,
-    Never,
-}
-
 /// Everything hotrun needs, resolved and checked.
 #[derive(Debug)]
 pub(crate) struct Config {
@@ -235,6 +228,9 @@ pub(crate) struct Config {
     pub(crate) build: Option<BuildCommand>,
     pub(crate) quiet: bool,
     pub(crate) color: ColorChoice,
+    /// The current directory, canonical (`/` if it cannot be read): relative `--ignore`
+    /// globs are anchored there, and paths below it are shown relative to it.
+    pub(crate) cwd: PathBuf,
 }
 
 /// `--build`: the command and what hotrun watches for it.
@@ -407,6 +403,7 @@ impl Args {
         } else {
             Some(canonical_lenient(&program))
         };
+        let cwd = env::current_dir().and_then(fs::canonicalize);
         let mut watch = Vec::new();
         for path in self.watch {
             let abs = fs::canonicalize(&path).map_err(|err| {
@@ -419,15 +416,13 @@ impl Args {
             None => None,
             Some(command) => {
                 let watching_cwd = if watch.is_empty() {
-                    let cwd = env::current_dir()
-                        .and_then(fs::canonicalize)
-                        .map_err(|err| {
-                            Failure::usage(format!(
-                                "--build without --watch watches the current directory, and it \
-                                 cannot be read: {}",
-                                io_reason(&err)
-                            ))
-                        })?;
+                    let cwd = cwd.as_ref().cloned().map_err(|err| {
+                        Failure::usage(format!(
+                            "--build without --watch watches the current directory, and it \
+                             cannot be read: {}",
+                            io_reason(err)
+                        ))
+                    })?;
                     watch.push(cwd.clone());
                     Some(cwd)
                 } else {
@@ -440,6 +435,7 @@ impl Args {
                     &binary,
                     &watch,
                     self.events.as_deref(),
+                    cwd.as_deref().unwrap_or(Path::new("/")),
                 ));
                 Some(BuildCommand {
                     command,
@@ -483,6 +479,7 @@ impl Args {
             build,
             quiet: self.quiet,
             color: self.color,
+            cwd: cwd.unwrap_or_else(|_| PathBuf::from("/")),
         })
     }
 }
@@ -560,6 +557,7 @@ fn build_settings_for(
     binary: &Path,
     watch: &[PathBuf],
     events: Option<&Path>,
+    cwd: &Path,
 ) -> BuildSettings {
     // Go probes the umask with a file beside its output (`go build -o server` writes
     // server-go-tmp-umask, then removes it) on every build that moves its output there.
@@ -603,9 +601,7 @@ fn build_settings_for(
         ignore_files,
         ignore_dirs,
         restart_after_every_build,
-        cwd: env::current_dir()
-            .and_then(fs::canonicalize)
-            .unwrap_or_else(|_| PathBuf::from("/")),
+        cwd: cwd.to_path_buf(),
     }
 }
 
@@ -834,6 +830,114 @@ mod tests {
         Args::command().debug_assert();
     }
 
+    /// Every `pub(crate) const NAME: i32 = N;` of exit.rs, read from its source so that a
+    /// new code cannot be left out of the check.
+    fn exit_codes() -> Vec<(String, i32)> {
+        let source = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/exit.rs"))
+            .expect("read src/exit.rs");
+        let codes: Vec<(String, i32)> = source
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub(crate) const "))
+            .filter_map(|rest| rest.split_once(": i32 = "))
+            .map(|(name, value)| {
+                let value = value.trim_end_matches(';').parse().expect("a number");
+                (name.to_string(), value)
+            })
+            .collect();
+        assert!(codes.len() >= 5, "{codes:?}");
+        codes
+    }
+
+    #[test]
+    fn help_and_readme_list_every_exit_code() {
+        let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("read README.md");
+        let table = readme
+            .split("\n## Exit codes\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README has an Exit codes section");
+        for (name, code) in exit_codes() {
+            assert!(
+                EXIT_CODES
+                    .lines()
+                    .any(|l| l.split_whitespace().next() == Some(&code.to_string())),
+                "--help does not list {name} ({code}):\n{EXIT_CODES}"
+            );
+            assert!(
+                table.contains(&format!("\n| {code} |")),
+                "the README's exit codes table does not list {name} ({code})"
+            );
+        }
+        assert!(DRILL_HELP.contains(&format!("{} when one failed", exit::DRILL_FAILED)));
+        assert_eq!(
+            exit_codes().iter().find(|(name, _)| name == "NOT_FOUND"),
+            Some(&("NOT_FOUND".to_string(), exit::NOT_FOUND))
+        );
+    }
+
+    #[test]
+    fn the_readme_options_table_lists_every_option_with_its_default() {
+        let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("read README.md");
+        // A row's cells (`\\|` is a `|` inside a cell).
+        let rows: Vec<Vec<String>> = readme
+            .lines()
+            .filter(|l| l.starts_with("| `-"))
+            .map(|l| {
+                l.replace("\\|", "\u{1}")
+                    .split('|')
+                    .map(|cell| cell.trim().replace('\u{1}', "|"))
+                    .collect()
+            })
+            .collect();
+        for arg in Args::command().get_arguments() {
+            let Some(long) = arg.get_long() else {
+                continue;
+            };
+            let flag = format!("--{long}");
+            let row = rows
+                .iter()
+                .find(|cells| {
+                    cells[1]
+                        .split(|c: char| c == '`' || c == ',' || c.is_whitespace())
+                        .any(|word| word == flag)
+                })
+                .unwrap_or_else(|| panic!("the README's options table has no row for {flag}"));
+            let default = row[2].as_str();
+            match arg.get_default_values() {
+                [] => {}
+                [value] => assert_eq!(
+                    default,
+                    format!("`{}`", value.to_string_lossy()).as_str(),
+                    "the README's default of {flag}"
+                ),
+                values => panic!("{flag}: several defaults {values:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn help_states_the_supervisors_limits() {
+        use crate::format::whole_seconds;
+        use crate::supervisor::{BACKOFF_RESET, DRAIN_MAX};
+        let command = Args::command();
+        let help = |long: &str| {
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .unwrap_or_else(|| panic!("no --{long}"));
+            arg.get_long_help()
+                .or(arg.get_help())
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        };
+        let drain = format!("up to {}", whole_seconds(DRAIN_MAX));
+        assert!(help("drain").contains(&drain), "{}", help("drain"));
+        let on_exit = format!("within {}", whole_seconds(BACKOFF_RESET));
+        assert!(help("on-exit").contains(&on_exit), "{}", help("on-exit"));
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
@@ -977,6 +1081,7 @@ mod tests {
                 Path::new(binary),
                 &watch,
                 events.map(Path::new),
+                p,
             )
         };
         // cargo: the profile directory and the target directory around it.

@@ -1,14 +1,20 @@
-//! The shared vocabulary between the event sources, the supervisor state machine and the
-//! code that carries out its actions: generations, triggers, how a child ended, what the
-//! supervisor is told (`Event`) and what it asks for (`Action`).
+//! The shared vocabulary between the loop, the supervisor state machine and the code that
+//! carries out its actions: generations, triggers, how a child ended, what the supervisor
+//! is told (`Event`), what it asks for (`Action`), what the user is told (`Status`) and how
+//! hotrun ends (`Outcome`).
 //!
-//! Everything here is plain data: no file descriptors, no processes, no clocks read.
+//! Everything here is plain data: no file descriptors, no processes, no clocks read. It
+//! imports nothing of hotrun's above `file_id` (a file's identity) and `format` (how a
+//! value is written).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+
+use crate::file_id::FileId;
+use crate::format;
 
 /// The number of a child generation: 1 for the first child, +1 for every child started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -72,6 +78,15 @@ pub(crate) enum BuildTrigger {
     Changed(PathBuf),
 }
 
+impl fmt::Display for BuildTrigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildTrigger::Start => f.write_str("start"),
+            BuildTrigger::Changed(path) => write!(f, "{} changed", path.display()),
+        }
+    }
+}
+
 /// The number of a build: 1 for the first, +1 for each build started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct BuildId(pub(crate) u64);
@@ -108,11 +123,14 @@ pub(crate) enum ChildEnd {
 }
 
 impl ChildEnd {
+    /// A shell's exit code for a death by signal N is this + N.
+    const SIGNAL_BASE: i32 = 128;
+
     /// The shell's convention: the exit code, or 128 + the signal number.
     pub(crate) fn code(self) -> i32 {
         match self {
             ChildEnd::Exited(code) => code,
-            ChildEnd::Signaled(sig) => 128 + sig,
+            ChildEnd::Signaled(sig) => ChildEnd::SIGNAL_BASE + sig,
         }
     }
 }
@@ -121,30 +139,8 @@ impl fmt::Display for ChildEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ChildEnd::Exited(code) => write!(f, "exited with {code}"),
-            ChildEnd::Signaled(sig) => match Signal::try_from(*sig) {
-                Ok(s) => write!(f, "killed by {}", s.as_str()),
-                Err(_) => write!(f, "killed by signal {sig}"),
-            },
+            ChildEnd::Signaled(sig) => write!(f, "killed by {}", format::signal_name(*sig)),
         }
-    }
-}
-
-/// The identity of the file at a path: a restart is due only when it changes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct FileSig {
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
-    pub(crate) size: u64,
-    pub(crate) mtime_ns: i128,
-    /// A regular file with at least one execute bit set.
-    pub(crate) executable: bool,
-}
-
-impl FileSig {
-    /// Whether a file with this identity can be started: a complete build is an executable
-    /// regular file that is not empty (GNU ld sets the execute bits only once it is done).
-    pub(crate) fn is_runnable(&self) -> bool {
-        self.executable && self.size > 0
     }
 }
 
@@ -178,7 +174,8 @@ pub(crate) struct SpawnFailure {
     /// The binary may be in the middle of being replaced (ETXTBSY, ENOENT, EACCES,
     /// ENOEXEC): worth trying again shortly.
     pub(crate) transient: bool,
-    /// The exit code hotrun uses if this failure ends it (126 or 127, like a shell).
+    /// The exit code hotrun uses if this failure ends it: `exit::CANNOT_EXECUTE` or
+    /// `exit::NOT_FOUND`, like a shell (`exit::FAILURE` when hotrun could not prepare it).
     pub(crate) exit_code: i32,
 }
 
@@ -209,18 +206,21 @@ pub(crate) enum SocketNews {
 pub(crate) enum Event {
     /// SIGINT, SIGTERM, SIGQUIT, or SIGHUP with the terminal gone.
     Shutdown(ShutdownSignal),
-    /// A restart was asked for (SIGHUP, SIGUSR1).
+    /// A restart was asked for: SIGHUP or SIGUSR1, `hotrun drill`, or a listening socket a
+    /// generation broke and hotrun bound anew. (The binary and `--watch` paths come as
+    /// their own events: the supervisor decides whether they restart.)
     Restart(Trigger),
     /// Something happened to the command's executable; this is what is at its path now
     /// (`None`: nothing).
-    BinaryChanged(Option<FileSig>),
-    /// A `--watch` path changed.
+    BinaryChanged(Option<FileId>),
+    /// A `--watch` path changed; the path as the user would write it (relative to the
+    /// current directory when it lies below it), which is how every message shows it.
     PathChanged(PathBuf),
     /// A `Spawn` action succeeded: the exec went through.
     Spawned {
         generation: Generation,
         pid: u32,
-        binary: Option<FileSig>,
+        binary: Option<FileId>,
     },
     /// A `Spawn` action failed.
     SpawnFailed(SpawnFailure),
@@ -262,7 +262,7 @@ pub(crate) enum Event {
         build: BuildId,
         end: ChildEnd,
         group_empty: bool,
-        binary: Option<FileSig>,
+        binary: Option<FileId>,
         same_as_running: bool,
     },
     /// The answer to a `CheckBuildGroup` action.
@@ -367,7 +367,7 @@ impl StopEnd {
     fn by_stop_signal(&self) -> Option<Signal> {
         let number = match self.end {
             ChildEnd::Signaled(sig) => sig,
-            ChildEnd::Exited(code) => code - 128,
+            ChildEnd::Exited(code) => code - ChildEnd::SIGNAL_BASE,
         };
         std::iter::once(self.signal)
             .chain(self.also)
@@ -375,9 +375,10 @@ impl StopEnd {
     }
 
     /// The one sentence that tells how the stop went, e.g. `gen 1 stopped cleanly in 2.0 ms
-    /// (killed by SIGTERM, the stop signal it was sent)`; `took` is the time since the stop
-    /// signal, already formatted. The status line and the drill both print it.
-    pub(crate) fn sentence(&self, generation: Generation, took: &str) -> String {
+    /// (killed by SIGTERM, the stop signal it was sent)`; `took`: the time since the stop
+    /// signal. The status line and the drill both print it.
+    pub(crate) fn sentence(&self, generation: Generation, took: Duration) -> String {
+        let took = format::human_duration(took);
         if let Some(kill) = self.killed {
             let what = match self.end {
                 ChildEnd::Signaled(9) => "killed by SIGKILL".to_string(),
@@ -429,16 +430,19 @@ impl StopEnd {
 /// One lifecycle step, told to the user as one line.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Status {
+    /// A generation's exec went through (`latency`: since its trigger).
     Started {
         generation: Generation,
         pid: u32,
         trigger: Trigger,
         latency: Duration,
     },
+    /// The stop signal went to the generation's group; its grace period runs.
     StopSent {
         generation: Generation,
         signal: Signal,
     },
+    /// A generation hotrun asked to stop is gone, its whole group with it.
     Stopped {
         generation: Generation,
         end: StopEnd,
@@ -447,6 +451,7 @@ pub(crate) enum Status {
         /// Since it started.
         alive: Duration,
     },
+    /// A stopping generation's group was still there after `grace`: SIGKILL.
     GraceExpired {
         generation: Generation,
         grace: Duration,
@@ -471,6 +476,7 @@ pub(crate) enum Status {
         /// The older generations are all gone already: the retry starts at once.
         older_gone: bool,
     },
+    /// A new generation could not start (for good: retries are over).
     SpawnFailed {
         message: String,
         still_serving: Option<Generation>,
@@ -551,6 +557,7 @@ pub(crate) enum Status {
     Backoff {
         delay: Duration,
     },
+    /// The command's executable stayed missing (`MISSING_REPORT_AFTER`).
     BinaryMissing,
     /// Restarts keep coming from a `--watch` path that changes right after each start:
     /// the server probably writes it.
@@ -603,6 +610,8 @@ pub(crate) enum Status {
     BuildCannotStart {
         message: String,
     },
+    /// hotrun got a signal that stops it: every generation is stopped (a second one:
+    /// `ForceKill`, SIGKILL to every group).
     ShuttingDown {
         signal: Signal,
     },
@@ -682,7 +691,7 @@ mod tests {
         ];
         for (end, clean, sentence) in cases {
             assert_eq!(end.is_clean(), clean, "{end:?}");
-            assert_eq!(end.sentence(g, "2.0 ms"), sentence);
+            assert_eq!(end.sentence(g, Duration::from_millis(2)), sentence);
         }
     }
 
@@ -701,7 +710,7 @@ mod tests {
         };
         assert!(
             other
-                .sentence(Generation(2), "1 ms")
+                .sentence(Generation(2), Duration::from_millis(1))
                 .ends_with("(expected exit 0 or death by SIGTERM or SIGINT)")
         );
     }

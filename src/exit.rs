@@ -1,5 +1,5 @@
-//! Exit codes, in one place (the README's table mirrors this), and the error type that
-//! carries one.
+//! Exit codes, in one place (the `--help` text and the README's table list them; a test in
+//! `cli.rs` checks that they list every one), and the error type that carries one.
 
 use std::fmt;
 use std::io::Write;
@@ -96,11 +96,11 @@ fn reraise(sig: i32) -> ExitCode {
         // PID 1 (a container's init) is immune to its own signals: a raise does nothing,
         // and the abort the emulation falls back to would end it by SIGSEGV/SIGILL. The
         // exit code is what the container runtime sees.
-        return code(128 + sig);
+        return code(ChildEnd::Signaled(sig).code());
     }
     // Returns only if the default action does not end the process.
     let _ = signal_hook::low_level::emulate_default_handler(sig);
-    code(128 + sig)
+    code(ChildEnd::Signaled(sig).code())
 }
 
 pub(crate) fn code(c: i32) -> ExitCode {

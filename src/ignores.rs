@@ -1,4 +1,6 @@
-//! Which changes under a `--watch` directory count: the ignore rules.
+//! Which changes of the watched paths count: the `--watch` trees ([`Tree`]: its files,
+//! and its directories minus what the ignore rules skip), and the name a change is given
+//! (as the user would write it). The watcher and the poller both ask here.
 //!
 //! A path is skipped when any of these says so, checked in this order:
 //!
@@ -28,6 +30,8 @@ use std::path::{Component, Path, PathBuf};
 
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
+
+use crate::format;
 
 /// Skipped under every watched directory, whatever the ignore files say (gitignore
 /// syntax; a pattern without a `/` matches a name at any depth).
@@ -332,6 +336,38 @@ impl Rules {
         } else {
             self.dirs.insert(dir.to_path_buf(), files);
         }
+    }
+}
+
+/// The `--watch` paths and the rules that decide which of their changes count.
+#[derive(Debug)]
+pub(crate) struct Tree {
+    pub(crate) rules: Rules,
+    /// Watched recursively.
+    pub(crate) dirs: Vec<PathBuf>,
+    /// Watched through their directory.
+    pub(crate) files: Vec<PathBuf>,
+    /// Names are shown relative to it.
+    pub(crate) cwd: PathBuf,
+}
+
+impl Tree {
+    /// Whether a change of `path` counts.
+    pub(crate) fn counts(&self, path: &Path, is_dir: bool) -> bool {
+        if self.files.iter().any(|f| f == path) {
+            return true;
+        }
+        if !self.dirs.iter().any(|d| path.starts_with(d)) {
+            return false;
+        }
+        let is_dir = is_dir || fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+        !self.rules.is_ignored(path, is_dir)
+    }
+
+    /// The path as the user would write it: relative to the current directory when it
+    /// is below it.
+    pub(crate) fn shown(&self, path: &Path) -> PathBuf {
+        format::shown(path, &self.cwd).to_path_buf()
     }
 }
 

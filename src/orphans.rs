@@ -52,7 +52,8 @@ pub(crate) fn reap(tracked: impl Fn(Pid) -> bool) -> usize {
             // No exited child at all.
             None => return reaped,
             Some(pid) if !tracked(pid) && reap_one(pid) => reaped += 1,
-            // Cannot happen (it is our exited child); do not spin on it.
+            // The reap failed although waitid showed it exited (another waiter got it
+            // first?): do not spin on it.
             Some(pid) if !tracked(pid) => return reaped,
             // A tracked one stands first in line: look past it.
             Some(_) => break,

@@ -2,8 +2,8 @@
 //! bind mounts, FUSE), one thread ("watch-poll") looks at everything at a fixed interval.
 //!
 //! Each round stats the binary and walks the `--watch` trees (not entering directories the
-//! ignore rules skip) and compares each path's identity (device, inode, size, mtime to the
-//! nanosecond) with the previous round. notify's `PollWatcher` compares only whole-second
+//! ignore rules skip) and compares each path's identity (`FileId`: device, inode, size,
+//! mtime to the nanosecond, the execute bits) with the previous round. notify's `PollWatcher` compares only whole-second
 //! modification times (not size, not inode), so a second save within the same second, or a
 //! rebuild that keeps the mtime second, would go unseen; hence this small walker.
 //!
@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
@@ -19,36 +18,28 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use crossbeam_channel::Sender;
 
-use crate::app::Input;
-use crate::event::FileSig;
-use crate::ignores::Rules;
-use crate::process::file_sig;
-use crate::watcher::Tree;
+use crate::file_id::FileId;
+use crate::ignores::{Rules, Tree};
+use crate::input::Input;
 
 /// What a path looked like in one round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
+    id: FileId,
     is_dir: bool,
 }
 
 impl Stamp {
     fn of(meta: &fs::Metadata) -> Stamp {
         Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            id: FileId::from_metadata(meta),
             is_dir: meta.is_dir(),
         }
     }
 }
 
 struct Poller {
-    binary: Option<(PathBuf, Option<FileSig>)>,
+    binary: Option<(PathBuf, Option<FileId>)>,
     tree: Tree,
     seen: BTreeMap<PathBuf, Stamp>,
 }
@@ -62,8 +53,8 @@ pub(crate) fn start(
 ) -> Result<()> {
     let mut poller = Poller {
         binary: binary.map(|b| {
-            let sig = file_sig(&b);
-            (b, sig)
+            let id = FileId::of(&b);
+            (b, id)
         }),
         tree,
         seen: BTreeMap::new(),
@@ -90,7 +81,7 @@ impl Poller {
     fn round(&mut self) -> Vec<Input> {
         let mut out = Vec::new();
         if let Some((path, last)) = self.binary.as_mut() {
-            let now = file_sig(path);
+            let now = FileId::of(path);
             if now != *last {
                 *last = now;
                 out.push(Input::Binary);
@@ -126,7 +117,7 @@ impl Poller {
                 let was_dir = self.seen.get(p).is_some_and(|s| s.is_dir);
                 self.tree.counts(p, stamp.map_or(was_dir, |s| s.is_dir))
             })
-            .max_by_key(|(_, stamp)| stamp.map_or(i128::MIN, |s| s.mtime_ns))
+            .max_by_key(|(_, stamp)| stamp.map_or(i128::MIN, |s| s.id.mtime_ns))
             .map(|(p, _)| self.tree.shown(p));
         self.seen = now;
         if let Some(path) = newest {

@@ -8,10 +8,10 @@
 //! unreaped leader exists its pgid cannot be handed to another process.
 
 use std::ffi::{OsStr, OsString};
+#[cfg(target_os = "linux")]
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,8 +20,11 @@ use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-use crate::event::{ChildEnd, FileSig, Generation, SpawnFailure};
+use crate::event::{ChildEnd, Generation, SpawnFailure};
+use crate::exit;
 use crate::program::{self, NotRunnable};
+use crate::readiness::NOTIFY_SOCKET;
+use crate::sockets::{FIRST_FD, LISTEN_FDNAMES, LISTEN_FDS, LISTEN_PID};
 use crate::takeover::ChildHook;
 
 /// A process group id: the only thing hotrun ever sends a signal to.
@@ -85,12 +88,7 @@ pub(crate) struct Spawner {
 
 /// Variables a parent supervisor may have set for hotrun itself; they are never meant for
 /// the child (hotrun sets its own when it passes sockets).
-const NOT_INHERITED: [&str; 4] = [
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "NOTIFY_SOCKET",
-];
+const NOT_INHERITED: [&str; 4] = [LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, NOTIFY_SOCKET];
 
 impl Spawner {
     /// Starts a generation. Returns once its exec has succeeded (std reports exec errors
@@ -118,7 +116,7 @@ impl Spawner {
             Some(io::pipe().map_err(|e| SpawnFailure {
                 message: format!("cannot create a pipe: {e}"),
                 transient: false,
-                exit_code: 126,
+                exit_code: exit::CANNOT_EXECUTE,
             })?)
         } else {
             None
@@ -158,7 +156,7 @@ impl Spawner {
                 .map_err(|e| SpawnFailure {
                     message: format!("cannot hand the child hotrun's stderr as its stdout: {e}"),
                     transient: false,
-                    exit_code: 126,
+                    exit_code: exit::CANNOT_EXECUTE,
                 })?;
             cmd.stdout(Stdio::from(stderr));
         }
@@ -253,12 +251,12 @@ pub(crate) fn trampoline(args: &[OsString]) -> std::process::ExitCode {
             io::stderr(),
             "hotrun: {TRAMPOLINE_ARG} is internal to hotrun"
         );
-        return std::process::ExitCode::from(2);
+        return exit::code(exit::USAGE);
     };
     // SAFETY: this process was exec'd a moment ago and has started no thread, so nothing
     // can read the environment concurrently.
     unsafe {
-        std::env::set_var("LISTEN_PID", std::process::id().to_string());
+        std::env::set_var(LISTEN_PID, std::process::id().to_string());
     }
     // SAFETY: fcntl on the status pipe this process was handed; the command must not
     // inherit it.
@@ -271,7 +269,11 @@ pub(crate) fn trampoline(args: &[OsString]) -> std::process::ExitCode {
     unsafe {
         libc::write(status_fd, errno.to_ne_bytes().as_ptr().cast(), 4);
     }
-    std::process::ExitCode::from(if errno == libc::ENOENT { 127 } else { 126 })
+    exit::code(if errno == libc::ENOENT {
+        exit::NOT_FOUND
+    } else {
+        exit::CANNOT_EXECUTE
+    })
 }
 
 /// Runs in the forked child before exec: undo whatever signal state hotrun inherited or
@@ -324,7 +326,7 @@ fn child_setup(parent: libc::pid_t, keep: libc::c_int, keep_also: libc::c_int) -
         unsafe {
             libc::syscall(
                 libc::SYS_close_range,
-                3 + keep.max(0) as libc::c_uint,
+                (FIRST_FD + keep.max(0)) as libc::c_uint,
                 libc::c_uint::MAX,
                 libc::CLOSE_RANGE_CLOEXEC,
             );
@@ -332,7 +334,7 @@ fn child_setup(parent: libc::pid_t, keep: libc::c_int, keep_also: libc::c_int) -
     }
     #[cfg(not(target_os = "linux"))]
     let _ = parent;
-    for fd in (3..3 + keep).chain((keep_also >= 0).then_some(keep_also)) {
+    for fd in (FIRST_FD..FIRST_FD + keep).chain((keep_also >= 0).then_some(keep_also)) {
         // SAFETY: fcntl(F_SETFD) is async-signal-safe; a bad fd only returns EBADF.
         if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
             return Err(io::Error::last_os_error());
@@ -347,7 +349,7 @@ fn not_runnable(program: &Path, why: &NotRunnable) -> SpawnFailure {
     SpawnFailure {
         message: format!("cannot run {}: {why}", program.display()),
         transient: why.may_be_half_written(),
-        exit_code: 126,
+        exit_code: exit::CANNOT_EXECUTE,
     }
 }
 
@@ -364,10 +366,16 @@ fn spawn_failure(program: &Path, err: &io::Error) -> SpawnFailure {
         Some(libc::ETXTBSY | libc::ENOENT | libc::EACCES | libc::ENOEXEC)
     );
     let (exit_code, hint) = match errno {
-        Some(libc::ENOENT) => (127, "; is it being rebuilt?"),
-        Some(libc::ETXTBSY) => (126, "; something still has it open for writing"),
-        Some(libc::ENOEXEC) => (126, "; it is not a program this system can run"),
-        _ => (126, ""),
+        Some(libc::ENOENT) => (exit::NOT_FOUND, "; is it being rebuilt?"),
+        Some(libc::ETXTBSY) => (
+            exit::CANNOT_EXECUTE,
+            "; something still has it open for writing",
+        ),
+        Some(libc::ENOEXEC) => (
+            exit::CANNOT_EXECUTE,
+            "; it is not a program this system can run",
+        ),
+        _ => (exit::CANNOT_EXECUTE, ""),
     };
     SpawnFailure {
         message: format!("cannot run {}: {err}{hint}", program.display()),
@@ -470,99 +478,12 @@ pub(crate) fn group_is_empty(pgid: Pgid, _leader: Pid) -> bool {
     true
 }
 
-/// The identity of the binary a just-spawned generation runs, given what was at `path`
-/// just before the spawn (`before`).
-///
-/// The path can change between that `stat` and the exec: a `cp` that finishes writing in
-/// between (the exec then runs the complete file, but `before` saw it half-written, and a
-/// needless second restart would follow), or a rename (the exec may run the newer file).
-/// On Linux, `/proc/PID/exe` names the very file being executed: when it is the file at
-/// the path now, that is the identity; when it is the file seen before, the path has moved
-/// on and a restart must still follow. Otherwise (an interpreter runs a script; no /proc)
-/// `before` is kept, which errs towards one restart too many rather than one too few.
-pub(crate) fn running_binary(pid: Pid, before: Option<FileSig>, path: &Path) -> Option<FileSig> {
-    let exe = file_sig(Path::new(&format!("/proc/{}/exe", pid.as_raw())));
-    let now = file_sig(path);
-    let same = |a: Option<FileSig>, b: Option<FileSig>| match (a, b) {
-        (Some(a), Some(b)) => a.dev == b.dev && a.ino == b.ino,
-        _ => false,
-    };
-    if same(exe, now) { now } else { before }
-}
-
-/// Whether the file at `path` has, byte for byte, the content of the executable process
-/// `pid` runs (`/proc/PID/exe` opens it even once it was unlinked or replaced). Build
-/// tools that write their output anew when nothing changed (`go build -o` copies it out
-/// of its cache every time) give a new identity to the same program. Read in 64 KiB
-/// chunks and given up at the first difference: a changed program differs in its first
-/// pages (its build id) almost always, so this costs little when it matters. Linux only;
-/// elsewhere (and on any error) the answer is no, which errs towards a restart.
-pub(crate) fn same_content(path: &Path, pid: Pid) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        let running = format!("/proc/{}/exe", pid.as_raw());
-        let (Ok(mut a), Ok(mut b)) = (fs::File::open(path), fs::File::open(running)) else {
-            return false;
-        };
-        match (a.metadata(), b.metadata()) {
-            (Ok(ma), Ok(mb)) if ma.len() == mb.len() => {}
-            _ => return false,
-        }
-        let mut chunk_a = vec![0u8; 64 * 1024];
-        let mut chunk_b = vec![0u8; 64 * 1024];
-        loop {
-            let (Ok(n), Ok(m)) = (
-                read_full(&mut a, &mut chunk_a),
-                read_full(&mut b, &mut chunk_b),
-            ) else {
-                return false;
-            };
-            if n != m || chunk_a[..n] != chunk_b[..m] {
-                return false;
-            }
-            if n == 0 {
-                return true;
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (path, pid);
-        false
-    }
-}
-
-/// Reads until `buf` is full or the file ends; how many bytes were read.
-#[cfg(target_os = "linux")]
-fn read_full(file: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
-}
-
-/// The identity of the file at `path` now (following symlinks), or `None` if there is none.
-pub(crate) fn file_sig(path: &Path) -> Option<FileSig> {
-    let meta = fs::metadata(path).ok()?;
-    Some(FileSig {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        size: meta.len(),
-        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        executable: meta.is_file() && meta.permissions().mode() & 0o111 != 0,
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
 
     fn executable(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
         let path = dir.join(name);
@@ -582,27 +503,6 @@ mod tests {
         }
     }
 
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn the_content_of_a_binary_is_compared_with_what_a_process_runs() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let me = std::env::current_exe().expect("current exe");
-        let copy = dir.path().join("copy");
-        fs::copy(&me, &copy).expect("copy");
-        assert!(same_content(&copy, Pid::this()));
-        // One byte differs, at the very end: the whole file is read.
-        let mut bytes = fs::read(&copy).expect("read");
-        if let Some(last) = bytes.last_mut() {
-            *last ^= 0xff;
-        }
-        fs::write(&copy, &bytes).expect("write");
-        assert!(!same_content(&copy, Pid::this()));
-        bytes.pop();
-        fs::write(&copy, &bytes).expect("write");
-        assert!(!same_content(&copy, Pid::this()), "shorter");
-        assert!(!same_content(&dir.path().join("missing"), Pid::this()));
-    }
-
     #[test]
     fn a_missing_interpreter_is_final_at_once_and_junk_is_retried() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -611,7 +511,7 @@ mod tests {
             .spawn(Generation(2), &Handoff::default(), None)
             .expect_err("must not start");
         assert!(!failure.transient, "{failure:?}");
-        assert_eq!(failure.exit_code, 126);
+        assert_eq!(failure.exit_code, exit::CANNOT_EXECUTE);
         assert!(
             failure
                 .message

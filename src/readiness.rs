@@ -22,8 +22,11 @@ use std::thread;
 use crossbeam_channel::Sender;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 
-use crate::app::Input;
 use crate::event::Generation;
+use crate::input::Input;
+
+/// The variable that tells a generation where its notify socket is.
+pub(crate) const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 
 /// The private directory for the notify sockets; removed when dropped.
 #[derive(Debug)]

@@ -1,18 +1,27 @@
-//! Status lines on stderr: one line per lifecycle step, styled with `console`.
+//! Telling the user and the machine: one status line on stderr per lifecycle step, styled
+//! with `console`, and (`--events`, through `event_log.rs`) one JSON line made from the
+//! same `Status`. Warnings, hints and hotrun's exit go through here too.
 //!
 //! Write errors are ignored on purpose: a closed or broken stderr must never take the
 //! supervision loop down with it (the children still need stopping).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::Duration;
 
+use clap::ValueEnum;
 use console::{Style, Term};
 
-use crate::cli::ColorChoice;
-use crate::event::{AfterBuild, AfterFailedBuild, BuildTrigger, ChildEnd, Outcome, Status};
-use crate::events::EventLog;
+use crate::event::{AfterBuild, AfterFailedBuild, ChildEnd, Outcome, Status};
+use crate::event_log::EventLog;
+use crate::format::{human_duration, signal_name};
+
+/// `--color`: whether status lines are coloured (`Auto`: on a terminal, unless `NO_COLOR`
+/// is set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
 
 /// Tells the user (stderr) and, with `--events`, the machine (JSON lines).
 pub(crate) struct Reporter {
@@ -115,7 +124,7 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Good,
             format!(
                 "{generation} started in {} ({trigger}), pid {pid}",
-                ms(*latency)
+                human_duration(*latency)
             ),
         ),
         Status::StopSent { generation, signal } => (
@@ -136,13 +145,13 @@ fn describe(status: &Status) -> (Level, String) {
             } else {
                 Level::Warn
             },
-            end.sentence(*generation, &ms(*after)),
+            end.sentence(*generation, *after),
         ),
         Status::GraceExpired { generation, grace } => (
             Level::Warn,
             format!(
                 "{generation} still running {} after the stop signal; sending SIGKILL to its process group",
-                ms(*grace)
+                human_duration(*grace)
             ),
         ),
         Status::Exited {
@@ -151,7 +160,7 @@ fn describe(status: &Status) -> (Level, String) {
             alive,
         } => (
             Level::Warn,
-            format!("{generation} {end} after {}", ms(*alive)),
+            format!("{generation} {end} after {}", human_duration(*alive)),
         ),
         Status::Lingering { generation, end } => (
             Level::Warn,
@@ -197,8 +206,8 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Info,
             format!(
                 "{generation} takes no new connections; its stop signal follows once the connections it accepted are closed (in {} at least, {} at most)",
-                ms(*min),
-                ms(*max)
+                human_duration(*min),
+                human_duration(*max)
             ),
         ),
         Status::DrainCut {
@@ -210,7 +219,7 @@ fn describe(status: &Status) -> (Level, String) {
             format!(
                 "{generation} still has {open} connection{} open after {} more; stopping it anyway (keep-alive?)",
                 if *open == 1 { "" } else { "s" },
-                ms(*waited)
+                human_duration(*waited)
             ),
         ),
         Status::SocketHeld { generation, addr } => (
@@ -256,7 +265,10 @@ fn describe(status: &Status) -> (Level, String) {
             how,
         } => (
             Level::Good,
-            format!("{generation} ready after {} ({how})", ms(*after)),
+            format!(
+                "{generation} ready after {} ({how})",
+                human_duration(*after)
+            ),
         ),
         Status::NotReady {
             generation,
@@ -266,7 +278,7 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Error,
             format!(
                 "{generation} not ready after {}; stopping it, {old} keeps serving",
-                ms(*after)
+                human_duration(*after)
             ),
         ),
         Status::NotReady {
@@ -277,7 +289,7 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Warn,
             format!(
                 "{generation} not ready after {}; keeping it, nothing else can serve",
-                ms(*after)
+                human_duration(*after)
             ),
         ),
         Status::RolledBack {
@@ -289,7 +301,7 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Error,
             format!(
                 "{generation} {end} after {} before ready; {still_serving} still serving",
-                ms(*alive)
+                human_duration(*alive)
             ),
         ),
         Status::Suspended { generation, signal } => (Level::Error, suspended(*generation, *signal)),
@@ -304,7 +316,10 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Info,
             "waiting for a change (or SIGHUP) to start it again".into(),
         ),
-        Status::Backoff { delay } => (Level::Info, format!("restarting in {}", ms(*delay))),
+        Status::Backoff { delay } => (
+            Level::Info,
+            format!("restarting in {}", human_duration(*delay)),
+        ),
         Status::BinaryMissing => (
             Level::Warn,
             "the command's executable is gone; what runs keeps running until a new build appears"
@@ -318,17 +333,17 @@ fn describe(status: &Status) -> (Level, String) {
                 path.display()
             ),
         ),
-        Status::BuildStarted { trigger } => (
-            Level::Info,
-            format!("build started ({})", build_trigger(trigger)),
-        ),
+        Status::BuildStarted { trigger } => (Level::Info, format!("build started ({trigger})")),
         Status::BuildFinished { took, then } => match then {
-            AfterBuild::Restart => (Level::Good, format!("build finished in {}", ms(*took))),
+            AfterBuild::Restart => (
+                Level::Good,
+                format!("build finished in {}", human_duration(*took)),
+            ),
             AfterBuild::Unchanged { serving } => (
                 Level::Good,
                 format!(
                     "build finished in {}; the executable did not change: {}",
-                    ms(*took),
+                    human_duration(*took),
                     match serving {
                         Some(g) => format!("{g} keeps serving"),
                         None => "nothing to restart".into(),
@@ -340,7 +355,7 @@ fn describe(status: &Status) -> (Level, String) {
                 format!(
                     "build finished in {}, but there is no program at {} to run: is it the file \
                      the build writes?",
-                    ms(*took),
+                    human_duration(*took),
                     program.display()
                 ),
             ),
@@ -362,14 +377,17 @@ fn describe(status: &Status) -> (Level, String) {
             };
             (
                 Level::Error,
-                format!("build failed ({what}) after {}; {then}", ms(*took)),
+                format!(
+                    "build failed ({what}) after {}; {then}",
+                    human_duration(*took)
+                ),
             )
         }
         Status::BuildStopping { changed } => (
             Level::Info,
             format!(
                 "build stopped: {} changed during it; building again",
-                shown(changed).display()
+                changed.display()
             ),
         ),
         Status::BuildQueued { changed, stops } => (
@@ -378,7 +396,7 @@ fn describe(status: &Status) -> (Level, String) {
                 "{} changed during the build; {stops} builds in a row were stopped for changes \
                  during them, so this one finishes and another follows (if the build writes \
                  into a watched directory, keep its output out of --watch)",
-                shown(changed).display()
+                changed.display()
             ),
         ),
         Status::BuildStopped {
@@ -394,7 +412,7 @@ fn describe(status: &Status) -> (Level, String) {
             } else {
                 format!(
                     "build stopped after {} ({end}{})",
-                    ms(*took),
+                    human_duration(*took),
                     if *killed {
                         ", its group needed SIGKILL"
                     } else {
@@ -407,7 +425,7 @@ fn describe(status: &Status) -> (Level, String) {
             Level::Warn,
             format!(
                 "build still running {} after the stop signal; sending SIGKILL to its process group",
-                ms(*grace)
+                human_duration(*grace)
             ),
         ),
         Status::BuildCannotStart { message } => (Level::Error, message.clone()),
@@ -417,7 +435,7 @@ fn describe(status: &Status) -> (Level, String) {
                 "builds keep being started by {} changing right after each build: if something \
                  writes it by itself (a log, the server, the build), keep it out of the watched \
                  directories (--watch the sources only)",
-                shown(path).display()
+                path.display()
             ),
         ),
         Status::ShuttingDown { signal } => (
@@ -431,28 +449,9 @@ fn describe(status: &Status) -> (Level, String) {
     }
 }
 
-/// `src/main.rs changed`, `start`.
-pub(crate) fn build_trigger(trigger: &BuildTrigger) -> String {
-    match trigger {
-        BuildTrigger::Start => "start".into(),
-        BuildTrigger::Changed(path) => format!("{} changed", shown(path).display()),
-    }
-}
-
-/// A path as the user would write it: relative to hotrun's current directory when it lies
-/// below it.
-pub(crate) fn shown(path: &Path) -> &Path {
-    static CWD: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let cwd = CWD.get_or_init(|| std::env::current_dir().and_then(std::fs::canonicalize).ok());
-    match cwd.as_deref().and_then(|cwd| path.strip_prefix(cwd).ok()) {
-        Some(rest) if !rest.as_os_str().is_empty() => rest,
-        _ => path,
-    }
-}
-
 /// Why a generation hangs, and what to do about it.
 fn suspended(generation: crate::event::Generation, signal: i32) -> String {
-    let name = nix::sys::signal::Signal::try_from(signal).map_or("a signal", |s| s.as_str());
+    let name = signal_name(signal);
     let why = match signal {
         libc::SIGTTIN => {
             "it read from the terminal, which only the foreground process group may do (each \
@@ -466,28 +465,4 @@ fn suspended(generation: crate::event::Generation, signal: i32) -> String {
         _ => "`kill -CONT` its process group to resume it",
     };
     format!("{generation} is stopped by {name} and will hang: {why}")
-}
-
-/// `0.4 ms`, `14 ms`, `2.10 s`.
-pub(crate) fn ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 {
-        format!("{ms:.1} ms")
-    } else if ms < 1000.0 {
-        format!("{ms:.0} ms")
-    } else {
-        format!("{:.2} s", d.as_secs_f64())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(ms(Duration::from_micros(2100)), "2.1 ms");
-        assert_eq!(ms(Duration::from_millis(14)), "14 ms");
-        assert_eq!(ms(Duration::from_millis(2100)), "2.10 s");
-    }
 }

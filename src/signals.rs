@@ -14,7 +14,7 @@ use crossbeam_channel::Sender;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
-use crate::app::Input;
+use crate::input::Input;
 
 /// The signals hotrun handles.
 pub(crate) const HANDLED: [i32; 6] = [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGCHLD];

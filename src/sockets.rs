@@ -27,6 +27,12 @@ use crate::exit::Failure;
 
 /// The first descriptor of the protocol (`SD_LISTEN_FDS_START`).
 pub(crate) const FIRST_FD: RawFd = 3;
+/// How many sockets there are, from `FIRST_FD` on.
+pub(crate) const LISTEN_FDS: &str = "LISTEN_FDS";
+/// Their names, `:`-separated.
+pub(crate) const LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
+/// The pid the sockets are for: anyone else ignores them.
+pub(crate) const LISTEN_PID: &str = "LISTEN_PID";
 
 /// Where to listen, from `--listen`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,8 +204,8 @@ impl Listeners {
             return Vec::new();
         }
         vec![
-            ("LISTEN_FDS", self.fds.len().to_string().into()),
-            ("LISTEN_FDNAMES", self.names.join(":").into()),
+            (LISTEN_FDS, self.fds.len().to_string().into()),
+            (LISTEN_FDNAMES, self.names.join(":").into()),
         ]
     }
 }
@@ -268,18 +274,18 @@ pub(crate) fn open(specs: &[ListenSpec], backlog: i32) -> Result<Listeners, Fail
 
 /// The sockets hotrun was started with, if `LISTEN_PID` names hotrun (systemd, systemfd).
 fn inherited() -> Vec<(OwnedFd, String)> {
-    let pid_ok = std::env::var("LISTEN_PID")
+    let pid_ok = std::env::var(LISTEN_PID)
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
         .is_some_and(|p| p == std::process::id());
-    let count = std::env::var("LISTEN_FDS")
+    let count = std::env::var(LISTEN_FDS)
         .ok()
         .and_then(|n| n.parse::<RawFd>().ok())
         .unwrap_or(0);
     if !pid_ok || count <= 0 {
         return Vec::new();
     }
-    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+    let names: Vec<String> = std::env::var(LISTEN_FDNAMES)
         .unwrap_or_default()
         .split(':')
         .map(str::to_owned)

@@ -9,8 +9,8 @@ use nix::sys::signal::Signal;
 
 use super::*;
 use crate::event::{
-    Action, AfterBuild, AfterFailedBuild, BuildId, BuildTrigger, ChildEnd, Event, FileSig,
-    Generation, Outcome, ShutdownSignal, Status, Trigger,
+    Action, AfterBuild, AfterFailedBuild, BuildId, BuildTrigger, ChildEnd, Event, Generation,
+    Outcome, ShutdownSignal, Status, Trigger,
 };
 
 fn build_settings() -> BuildSettings {
@@ -66,7 +66,7 @@ fn serving_with_build() -> Harness {
 }
 
 impl Harness {
-    fn build_exited(&mut self, b: u64, end: ChildEnd, binary: Option<FileSig>) -> Vec<Action> {
+    fn build_exited(&mut self, b: u64, end: ChildEnd, binary: Option<FileId>) -> Vec<Action> {
         self.ev(Event::BuildExited {
             build: BuildId(b),
             end,

@@ -7,8 +7,8 @@ use nix::sys::signal::Signal;
 
 use super::*;
 use crate::event::{
-    Action, ChildEnd, Event, FileSig, Generation, Kill, Outcome, SocketNews, Status, StopEnd,
-    Trigger,
+    Action, ChildEnd, Event, Generation, Kill, Outcome, ShutdownSignal, SocketNews, SpawnFailure,
+    Status, StopEnd, Trigger,
 };
 
 const GRACE: Duration = Duration::from_secs(5);
@@ -32,8 +32,8 @@ fn settings(on_exit: OnExit) -> Settings {
     }
 }
 
-fn sig(n: u64) -> FileSig {
-    FileSig {
+fn sig(n: u64) -> FileId {
+    FileId {
         dev: 1,
         ino: n,
         size: 1000,

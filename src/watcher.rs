@@ -35,8 +35,8 @@ use crossbeam_channel::{Sender, unbounded};
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
-use crate::app::Input;
-use crate::ignores::{Extra, Rules};
+use crate::ignores::{Extra, Rules, Tree};
+use crate::input::Input;
 use crate::poll;
 
 /// What to watch.
@@ -198,7 +198,7 @@ impl State {
                     out.extend(binary.handle(res));
                 }
             }
-            Raw::Tree(Ok(event)) => out.extend(self.tree.handle(&event)),
+            Raw::Tree(Ok(event)) => out.extend(tree_change(&mut self.tree, &event)),
             // Lost events (a full queue), or a new directory that could not be watched:
             // nothing to name; the user is told below.
             Raw::Tree(Err(_)) => {}
@@ -380,78 +380,44 @@ fn nearest_existing_dir(dir: &Path) -> Option<(PathBuf, (u64, u64))> {
 
 // ---- --watch paths ---------------------------------------------------------------------
 
-/// The `--watch` paths and the rules that decide which of their changes count.
-pub(crate) struct Tree {
-    pub(crate) rules: Rules,
-    /// Watched recursively.
-    pub(crate) dirs: Vec<PathBuf>,
-    /// Watched through their directory.
-    pub(crate) files: Vec<PathBuf>,
-    /// Names are shown relative to it.
-    pub(crate) cwd: PathBuf,
-}
-
-impl Tree {
-    /// The change an event stands for, if any.
-    fn handle(&mut self, event: &Event) -> Option<Input> {
-        if !is_relevant(event.kind) {
-            return None;
+/// The change a `--watch` event stands for, if any.
+fn tree_change(tree: &mut Tree, event: &Event) -> Option<Input> {
+    if !is_relevant(event.kind) {
+        return None;
+    }
+    if let EventKind::Modify(ModifyKind::Name(RenameMode::Both)) = event.kind {
+        // inotify reports a rename as From, To, then Both (old and new path together):
+        // From and To say it all, and counting Both too would make one save two.
+        return None;
+    }
+    for path in &event.paths {
+        if Rules::is_rule_file(path) {
+            tree.rules.reload_file(path);
         }
-        if let EventKind::Modify(ModifyKind::Name(RenameMode::Both)) = event.kind {
-            // inotify reports a rename as From, To, then Both (old and new path together):
-            // From and To say it all, and counting Both too would make one save two.
-            return None;
-        }
+    }
+    let new_dir = matches!(
+        event.kind,
+        EventKind::Create(CreateKind::Folder)
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Any))
+    );
+    if new_dir {
         for path in &event.paths {
-            if Rules::is_rule_file(path) {
-                self.rules.reload_file(path);
+            if path.is_dir() {
+                tree.rules.add_tree(path);
             }
         }
-        let new_dir = matches!(
-            event.kind,
-            EventKind::Create(CreateKind::Folder)
-                | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Any))
-        );
-        if new_dir {
-            for path in &event.paths {
-                if path.is_dir() {
-                    self.rules.add_tree(path);
-                }
-            }
-        }
-        // Should an event list several paths (a rename on some platforms: the old one, then
-        // the new one), the last that counts names the change: an editor's or sed's
-        // temporary file is renamed over the real file, which is what the user saved.
-        let is_dir_event = matches!(
-            event.kind,
-            EventKind::Create(CreateKind::Folder) | EventKind::Remove(RemoveKind::Folder)
-        );
-        event
-            .paths
-            .iter()
-            .rev()
-            .find(|p| self.counts(p, is_dir_event))
-            .map(|p| Input::Path(self.shown(p)))
     }
-
-    /// Whether a change of `path` counts.
-    pub(crate) fn counts(&self, path: &Path, is_dir: bool) -> bool {
-        if self.files.iter().any(|f| f == path) {
-            return true;
-        }
-        if !self.dirs.iter().any(|d| path.starts_with(d)) {
-            return false;
-        }
-        let is_dir = is_dir || fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
-        !self.rules.is_ignored(path, is_dir)
-    }
-
-    /// The path as the user would write it: relative to the current directory when it
-    /// is below it.
-    pub(crate) fn shown(&self, path: &Path) -> PathBuf {
-        match path.strip_prefix(&self.cwd) {
-            Ok(rel) if !rel.as_os_str().is_empty() => rel.to_path_buf(),
-            _ => path.to_path_buf(),
-        }
-    }
+    // Should an event list several paths (a rename on some platforms: the old one, then
+    // the new one), the last that counts names the change: an editor's or sed's
+    // temporary file is renamed over the real file, which is what the user saved.
+    let is_dir_event = matches!(
+        event.kind,
+        EventKind::Create(CreateKind::Folder) | EventKind::Remove(RemoveKind::Folder)
+    );
+    event
+        .paths
+        .iter()
+        .rev()
+        .find(|p| tree.counts(p, is_dir_event))
+        .map(|p| Input::Path(tree.shown(p)))
 }

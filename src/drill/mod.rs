@@ -29,7 +29,7 @@ use probe::{Prober, Sample};
 use summary::{ProbeTotals, RestartRow, Summary, count};
 
 use crate::event::{Event, Generation, Outcome, ShutdownSignal, Status, Trigger};
-use crate::report;
+use crate::format::{json_millis, whole_seconds};
 use crate::sockets::ListenAddr;
 use crate::supervisor::Progress;
 
@@ -55,7 +55,8 @@ pub(crate) struct DrillConfig {
 enum Phase {
     /// Waiting for the first generation to be up and, with `--probe`, to answer.
     First,
-    /// The last restart is under way.
+    /// The restart the drill injected last is under way (until the supervisor is idle
+    /// again, or the restart budget runs out).
     Restarting,
     /// Settled; the next step (a restart, or the stop) comes once the pause is over and,
     /// with `--probe`, the server answered since the last restart.
@@ -209,7 +210,7 @@ impl Drill {
             } = status
                 && Some(*generation) == self.final_gen
             {
-                let sentence = end.sentence(*generation, &report::ms(*after));
+                let sentence = end.sentence(*generation, *after);
                 if !end.is_clean() {
                     self.problems.push(format!("final stop: {sentence}"));
                 }
@@ -232,7 +233,7 @@ impl Drill {
                     generation, after, ..
                 } => self.problems.push(format!(
                     "the first generation, {generation}, was not ready within {:.0} ms",
-                    millis(*after)
+                    json_millis(*after)
                 )),
                 _ => {}
             }
@@ -245,12 +246,12 @@ impl Drill {
                 ..
             } if record.old != Some(*generation) => {
                 record.new = Some(*generation);
-                record.spawn_ms = Some(millis(*latency));
+                record.spawn_ms = Some(json_millis(*latency));
             }
             Status::Ready {
                 generation, after, ..
             } if record.new == Some(*generation) => {
-                record.ready_ms = Some(millis(*after));
+                record.ready_ms = Some(json_millis(*after));
             }
             Status::Stopped {
                 generation,
@@ -258,12 +259,11 @@ impl Drill {
                 after,
                 ..
             } if record.old == Some(*generation) => {
-                record.stop_ms = Some(millis(*after));
+                record.stop_ms = Some(json_millis(*after));
                 if !end.is_clean() {
-                    record.problems.push(format!(
-                        "old {}",
-                        end.sentence(*generation, &report::ms(*after))
-                    ));
+                    record
+                        .problems
+                        .push(format!("old {}", end.sentence(*generation, *after)));
                 }
             }
             Status::RolledBack {
@@ -275,7 +275,7 @@ impl Drill {
                 generation, after, ..
             } => record.problems.push(format!(
                 "new {generation} was not ready within {:.0} ms",
-                millis(*after)
+                json_millis(*after)
             )),
             Status::SpawnFailed { message, .. } => record
                 .problems
@@ -340,14 +340,14 @@ impl Drill {
             let problem = if !up {
                 format!(
                     "the first generation never got ready within {}",
-                    seconds(budget)
+                    whole_seconds(budget)
                 )
             } else if self.startup.sent == 0 {
-                format!("no probe came back within {}", seconds(budget))
+                format!("no probe came back within {}", whole_seconds(budget))
             } else {
                 format!(
                     "the server never answered a probe within {} ({}: {})",
-                    seconds(budget),
+                    whole_seconds(budget),
                     count(self.startup.sent, "probe"),
                     self.startup.reasons()
                 )
@@ -375,7 +375,7 @@ impl Drill {
             if timed_out && !progress.idle {
                 record
                     .problems
-                    .push(format!("did not complete within {}", seconds(budget)));
+                    .push(format!("did not complete within {}", whole_seconds(budget)));
             } else if progress.current.is_none() {
                 record.problems.push("nothing runs after it".into());
             } else if progress.current == record.old {
@@ -420,7 +420,7 @@ impl Drill {
             }
             record.problems.push(format!(
                 "the server did not answer a probe within {} after the restart was over",
-                seconds(budget)
+                whole_seconds(budget)
             ));
         }
         if progress.current.is_none() {
@@ -560,7 +560,7 @@ impl Drill {
                     new_gen: r.new.map(|g| g.0),
                     ready_ms: r.ready_ms,
                     stop_ms: r.stop_ms,
-                    answered_ms: r.answered.map(|at| millis(at - r.injected)),
+                    answered_ms: r.answered.map(|at| json_millis(at - r.injected)),
                     probes: r.probes.sent,
                     failed_probes: r.probes.failed,
                     ok: problems.is_empty(),
@@ -609,15 +609,6 @@ impl Drill {
             failures,
         }
     }
-}
-
-fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// `40 s`.
-fn seconds(d: Duration) -> String {
-    format!("{:.0} s", d.as_secs_f64())
 }
 
 #[cfg(test)]

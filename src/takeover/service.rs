@@ -45,8 +45,8 @@ use nix::unistd::Pid;
 
 use super::filter::{ChildHook, Prepared, Program};
 use super::held::{AcceptFacts, AcceptVerdict, Held, SockKey};
-use crate::app::Input;
 use crate::event::{Generation, SocketNews};
+use crate::input::Input;
 
 /// The loop's handle on the takeover thread.
 #[derive(Debug)]

@@ -5,8 +5,8 @@ use std::os::fd::OwnedFd;
 
 use crossbeam_channel::Sender;
 
-use crate::app::Input;
 use crate::event::Generation;
+use crate::input::Input;
 
 #[derive(Debug)]
 pub(crate) struct Takeover;

@@ -9,11 +9,12 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 
 use crate::event::{AfterBuild, AfterFailedBuild, ChildEnd, Outcome, Status};
+use crate::format::{json_millis, signal_name};
 
 /// Where the events go.
 pub(crate) struct EventLog {
@@ -82,20 +83,12 @@ impl EventLog {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
-}
-
-/// `{"code": 3}` or `{"signal": "SIGTERM"}`.
+/// `{"code": 3, "signal": null}` or `{"code": null, "signal": "SIGTERM"}`: both keys, always,
+/// so a consumer can read either without looking for it first.
 fn end_fields(end: ChildEnd) -> Value {
     match end {
         ChildEnd::Exited(code) => json!({ "code": code, "signal": null }),
-        ChildEnd::Signaled(sig) => {
-            let name = nix::sys::signal::Signal::try_from(sig)
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_else(|_| sig.to_string());
-            json!({ "code": null, "signal": name })
-        }
+        ChildEnd::Signaled(sig) => json!({ "code": null, "signal": signal_name(sig) }),
     }
 }
 
@@ -116,7 +109,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             latency,
         } => (
             "spawned",
-            json!({ "gen": generation.0, "pid": pid, "pgid": pid, "trigger": trigger.to_string(), "latency_ms": ms(*latency) }),
+            json!({ "gen": generation.0, "pid": pid, "pgid": pid, "trigger": trigger.to_string(), "latency_ms": json_millis(*latency) }),
         ),
         Status::Draining {
             generation,
@@ -124,7 +117,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             max,
         } => (
             "draining",
-            json!({ "gen": generation.0, "min_ms": ms(*min), "max_ms": ms(*max) }),
+            json!({ "gen": generation.0, "min_ms": json_millis(*min), "max_ms": json_millis(*max) }),
         ),
         Status::DrainCut {
             generation,
@@ -132,7 +125,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             waited,
         } => (
             "drain_cut",
-            json!({ "gen": generation.0, "open": open, "waited_ms": ms(*waited) }),
+            json!({ "gen": generation.0, "open": open, "waited_ms": json_millis(*waited) }),
         ),
         Status::SocketHeld { generation, addr } => {
             ("socket_held", json!({ "gen": generation.0, "addr": addr }))
@@ -165,7 +158,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             how,
         } => (
             "ready",
-            json!({ "gen": generation.0, "how": how, "ms": ms(*after) }),
+            json!({ "gen": generation.0, "how": how, "ms": json_millis(*after) }),
         ),
         Status::StopSent { generation, signal } => (
             "stop_sent",
@@ -173,7 +166,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         ),
         Status::GraceExpired { generation, grace } => (
             "killed",
-            json!({ "gen": generation.0, "signal": "SIGKILL", "grace_ms": ms(*grace) }),
+            json!({ "gen": generation.0, "signal": "SIGKILL", "grace_ms": json_millis(*grace) }),
         ),
         Status::Stopped {
             generation,
@@ -183,7 +176,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         } => (
             "exited",
             with(
-                json!({ "gen": generation.0, "requested": true, "needed_kill": end.killed.is_some(), "clean": end.is_clean(), "stop_ms": ms(*after), "alive_ms": ms(*alive) }),
+                json!({ "gen": generation.0, "requested": true, "needed_kill": end.killed.is_some(), "clean": end.is_clean(), "stop_ms": json_millis(*after), "alive_ms": json_millis(*alive) }),
                 end_fields(end.end),
             ),
         ),
@@ -194,7 +187,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         } => (
             "exited",
             with(
-                json!({ "gen": generation.0, "requested": false, "needed_kill": false, "clean": null, "alive_ms": ms(*alive) }),
+                json!({ "gen": generation.0, "requested": false, "needed_kill": false, "clean": null, "alive_ms": json_millis(*alive) }),
                 end_fields(*end),
             ),
         ),
@@ -227,7 +220,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             still_serving,
         } => (
             "rolled_back",
-            json!({ "gen": generation.0, "why": "not ready in time", "ms": ms(*after), "serving": still_serving.map(|g| g.0) }),
+            json!({ "gen": generation.0, "why": "not ready in time", "ms": json_millis(*after), "serving": still_serving.map(|g| g.0) }),
         ),
         Status::RolledBack {
             generation,
@@ -237,26 +230,25 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         } => (
             "rolled_back",
             with(
-                json!({ "gen": generation.0, "why": "exited before ready", "alive_ms": ms(*alive), "serving": still_serving.0 }),
+                json!({ "gen": generation.0, "why": "exited before ready", "alive_ms": json_millis(*alive), "serving": still_serving.0 }),
                 end_fields(*end),
             ),
         ),
         Status::Suspended { generation, signal } => (
             "suspended",
-            json!({ "gen": generation.0, "signal": nix::sys::signal::Signal::try_from(*signal).map_or_else(|_| signal.to_string(), |s| s.as_str().to_string()) }),
+            json!({ "gen": generation.0, "signal": signal_name(*signal) }),
         ),
         Status::ChildSays { generation, text } => {
             ("status", json!({ "gen": generation.0, "text": text }))
         }
         Status::Queued { trigger } => ("queued", json!({ "trigger": trigger.to_string() })),
         Status::Waiting => ("waiting", json!({})),
-        Status::Backoff { delay } => ("backoff", json!({ "delay_ms": ms(*delay) })),
+        Status::Backoff { delay } => ("backoff", json!({ "delay_ms": json_millis(*delay) })),
         Status::BinaryMissing => ("binary_missing", json!({})),
         Status::SelfWrites { path } => ("self_writes", json!({ "path": path.to_string_lossy() })),
-        Status::BuildStarted { trigger } => (
-            "build_started",
-            json!({ "trigger": crate::report::build_trigger(trigger) }),
-        ),
+        Status::BuildStarted { trigger } => {
+            ("build_started", json!({ "trigger": trigger.to_string() }))
+        }
         Status::BuildFinished { took, then } => {
             let (then, serving) = match then {
                 AfterBuild::Restart => ("restart", None),
@@ -265,7 +257,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             };
             (
                 "build_finished",
-                json!({ "ok": true, "code": 0, "signal": null, "duration_ms": ms(*took), "stopped": false, "then": then, "serving": serving }),
+                json!({ "ok": true, "code": 0, "signal": null, "duration_ms": json_millis(*took), "stopped": false, "then": then, "serving": serving }),
             )
         }
         Status::BuildFailed { end, took, then } => {
@@ -277,35 +269,122 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             (
                 "build_finished",
                 with(
-                    json!({ "ok": false, "duration_ms": ms(*took), "stopped": false, "then": then, "serving": serving }),
+                    json!({ "ok": false, "duration_ms": json_millis(*took), "stopped": false, "then": then, "serving": serving }),
                     end_fields(*end),
                 ),
             )
         }
         Status::BuildStopping { changed } => (
             "build_stopping",
-            json!({ "changed": crate::report::shown(changed), "then": "build_again" }),
+            json!({ "changed": changed.to_string_lossy(), "then": "build_again" }),
         ),
         Status::BuildQueued { changed, stops } => (
             "build_queued",
-            json!({ "changed": crate::report::shown(changed), "stopped_in_a_row": stops }),
+            json!({ "changed": changed.to_string_lossy(), "stopped_in_a_row": stops }),
         ),
         Status::BuildStopped {
             end, took, killed, ..
         } => (
             "build_finished",
             with(
-                json!({ "ok": false, "duration_ms": ms(*took), "stopped": true, "needed_kill": killed }),
+                json!({ "ok": false, "duration_ms": json_millis(*took), "stopped": true, "needed_kill": killed }),
                 end_fields(*end),
             ),
         ),
         Status::BuildGraceExpired { grace } => (
             "build_killed",
-            json!({ "signal": "SIGKILL", "grace_ms": ms(*grace) }),
+            json!({ "signal": "SIGKILL", "grace_ms": json_millis(*grace) }),
         ),
         Status::BuildCannotStart { message } => ("build_cannot_start", json!({ "why": message })),
-        Status::BuildLoop { path } => ("build_loop", json!({ "path": crate::report::shown(path) })),
+        Status::BuildLoop { path } => ("build_loop", json!({ "path": path.to_string_lossy() })),
         Status::ShuttingDown { signal } => ("shutdown", json!({ "signal": signal.as_str() })),
         Status::ForceKill => ("shutdown", json!({ "signal": "SIGKILL", "forced": true })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// The event names `describe` gives, read from this file's source: `("name", json!…`
+    /// on one line, or `"name",` on the line after a `(`.
+    fn described_names() -> Vec<String> {
+        let source =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/event_log.rs"))
+                .expect("read src/event_log.rs");
+        let body = source
+            .split("pub(crate) fn describe(")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}\n").next())
+            .expect("describe is there");
+        let is_name =
+            |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        let mut names = Vec::new();
+        let mut previous = "";
+        for line in body.lines().map(str::trim) {
+            let one_line = line
+                .split("(\"")
+                .nth(1)
+                .and_then(|rest| {
+                    rest.split_once("\", json!(")
+                        .or(rest.split_once("\", with("))
+                })
+                .map(|(name, _)| name);
+            let next_line = (previous == "(" || previous.ends_with("=> ("))
+                .then(|| line.strip_prefix('"').and_then(|l| l.strip_suffix("\",")))
+                .flatten();
+            if let Some(name) = one_line.or(next_line).filter(|n| is_name(n)) {
+                names.push(name.to_string());
+            }
+            previous = line;
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    #[test]
+    fn the_readme_events_table_has_every_lifecycle_event() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("read README.md");
+        let table = readme
+            .split("\n### `--events PATH`\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n### ").next())
+            .expect("README has the --events section");
+        let names = described_names();
+        assert!(names.len() >= 25, "{names:?}");
+        for name in [
+            "spawned",
+            "exited",
+            "build_finished",
+            "shutdown",
+            "socket_held",
+        ] {
+            assert!(
+                names.iter().any(|n| n == name),
+                "{name} not read: {names:?}"
+            );
+        }
+        for name in names {
+            assert!(
+                table.contains(&format!("`{name}`")),
+                "the README's --events table does not list `{name}`"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_that_are_not_utf8_are_written_lossily() {
+        let path = PathBuf::from(OsStr::from_bytes(b"src/caf\xe9.rs"));
+        let (event, fields) = describe(&Status::BuildLoop { path: path.clone() });
+        assert_eq!(event, "build_loop");
+        assert_eq!(fields["path"], "src/caf\u{fffd}.rs");
+        let (_, fields) = describe(&Status::BuildStopping { changed: path });
+        assert_eq!(fields["changed"], "src/caf\u{fffd}.rs");
     }
 }
