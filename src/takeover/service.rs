@@ -862,12 +862,12 @@ impl Call<'_> {
     }
 }
 
-/// How many TCP connections process `tgid` has open whose local port is one of `ports`
-/// (connections it accepted on a held socket), not counting listening sockets.
+/// How many connections process `tgid` is busy with on the held ports: the TCP
+/// connections it accepted there that are still open, plus its threads that wait in the
+/// kernel's own `accept` on a held socket (let run just before the drain began, while
+/// another generation took the connection it was meant for: such a thread takes the next
+/// connection that comes, so it must not be stopped before it has served it).
 fn accepted_connections(tgid: i32, ports: &BTreeSet<u16>) -> usize {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{tgid}/fd")) else {
-        return 0;
-    };
     // SAFETY: pidfd_open returns a new descriptor or -1.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, tgid, 0) };
     let Some(pidfd) = RawFd::try_from(pidfd).ok().filter(|fd| *fd >= 0) else {
@@ -875,42 +875,68 @@ fn accepted_connections(tgid: i32, ports: &BTreeSet<u16>) -> usize {
     };
     // SAFETY: pidfd_open just returned this descriptor to hotrun.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    let mut open = 0;
-    for entry in dir.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<RawFd>().ok())
-        else {
-            continue;
-        };
-        let is_socket = std::fs::read_link(entry.path())
-            .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
-        if !is_socket {
-            continue;
-        }
+    let local_port = |fd: RawFd| -> Option<(u16, bool)> {
         // SAFETY: pidfd_getfd returns a new close-on-exec descriptor or -1.
         let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
-        let Some(copy) = RawFd::try_from(copy).ok().filter(|fd| *fd >= 0) else {
-            continue;
-        };
+        let copy = RawFd::try_from(copy).ok().filter(|fd| *fd >= 0)?;
         // SAFETY: pidfd_getfd just returned this descriptor to hotrun.
         let copy = unsafe { OwnedFd::from_raw_fd(copy) };
-        if getsockopt(&copy, sockopt::AcceptConn).unwrap_or(true) {
-            continue;
+        let listening = getsockopt(&copy, sockopt::AcceptConn).ok()?;
+        let addr = getsockname::<SockaddrStorage>(copy.as_raw_fd()).ok()?;
+        let port = addr
+            .as_sockaddr_in()
+            .map(|v4| v4.port())
+            .or_else(|| addr.as_sockaddr_in6().map(|v6| v6.port()))?;
+        Some((port, listening))
+    };
+    let mut open = 0;
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{tgid}/fd")) {
+        for entry in dir.flatten() {
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<RawFd>().ok())
+            else {
+                continue;
+            };
+            let is_socket = std::fs::read_link(entry.path())
+                .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
+            if is_socket
+                && local_port(fd)
+                    .is_some_and(|(port, listening)| !listening && ports.contains(&port))
+            {
+                open += 1;
+            }
         }
-        let port = getsockname::<SockaddrStorage>(copy.as_raw_fd())
-            .ok()
-            .and_then(|a| {
-                a.as_sockaddr_in()
-                    .map(|v4| v4.port())
-                    .or_else(|| a.as_sockaddr_in6().map(|v6| v6.port()))
-            });
-        if port.is_some_and(|p| ports.contains(&p)) {
-            open += 1;
+    }
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{tgid}/task")) {
+        for task in tasks.flatten() {
+            if let Some(fd) = kernel_accept_fd(&task.path())
+                && local_port(fd)
+                    .is_some_and(|(port, listening)| listening && ports.contains(&port))
+            {
+                open += 1;
+            }
         }
     }
     open
+}
+
+/// The descriptor a thread waits on in the kernel's own `accept` (its `wchan` is the
+/// kernel's accept wait, not the seccomp notification hotrun answers), if it does.
+fn kernel_accept_fd(task: &std::path::Path) -> Option<RawFd> {
+    let wchan = std::fs::read_to_string(task.join("wchan")).ok()?;
+    if !wchan.starts_with("inet_csk_accept") && !wchan.starts_with("inet_csk_wait_for_connect") {
+        return None;
+    }
+    let syscall = std::fs::read_to_string(task.join("syscall")).ok()?;
+    let mut fields = syscall.split_whitespace();
+    let nr = fields.next()?.parse::<libc::c_long>().ok()?;
+    if nr != libc::SYS_accept && nr != libc::SYS_accept4 {
+        return None;
+    }
+    let fd = fields.next()?.strip_prefix("0x")?;
+    RawFd::from_str_radix(fd, 16).ok()
 }
 
 /// `SECCOMP_IOCTL_NOTIF_RECV` into a buffer as large as the kernel's structure.

@@ -879,7 +879,9 @@ fn a_privileged_port_binds_as_the_server_and_is_held_once_it_listens() {
         eprintln!("SKIPPED: binding a port below 1024 needs root");
         return;
     }
-    // A port below 1024 no one uses, reserved like the others (SO_REUSEADDR, no listen).
+    // A port below 1024 no one uses, reserved like the others (no listen): bound without
+    // SO_REUSEADDR, so that the bind fails on a port anyone holds (another run of this
+    // test included), then given SO_REUSEADDR for the server to bind beside it.
     let (reserved, port) = (600u16..1024)
         .find_map(|p| {
             let fd = socket(
@@ -889,12 +891,13 @@ fn a_privileged_port_binds_as_the_server_and_is_held_once_it_listens() {
                 None,
             )
             .ok()?;
-            setsockopt(&fd, sockopt::ReuseAddr, &true).ok()?;
             let addr = SockaddrIn::from(std::net::SocketAddrV4::new(
                 std::net::Ipv4Addr::UNSPECIFIED,
                 p,
             ));
-            bind(fd.as_raw_fd(), &addr).ok().map(|()| (fd, p))
+            bind(fd.as_raw_fd(), &addr).ok()?;
+            setsockopt(&fd, sockopt::ReuseAddr, &true).ok()?;
+            Some((fd, p))
         })
         .expect("a free port below 1024");
     let sb = Sandbox::new();
