@@ -44,6 +44,11 @@ fn start(
     (h, port)
 }
 
+/// The cargo project in `sb/proj`, if cargo can be run (see `have`).
+fn project(sb: &Sandbox, name: &str, gate: bool) -> Option<CargoProject> {
+    have(&CargoProject::cargo()).then(|| CargoProject::new(&sb.path("proj"), name, gate))
+}
+
 /// Asks until `version` answers; returns the answer.
 fn wait_version(h: &Hotrun, port: u16, version: &str) -> String {
     let end = Instant::now() + DEADLINE;
@@ -126,7 +131,9 @@ impl Gate {
 #[test]
 fn an_edit_is_built_and_then_the_new_code_answers() {
     let sb = Sandbox::new();
-    let p = CargoProject::new(&sb.path("proj"), "tiny_edit", false);
+    let Some(p) = project(&sb, "tiny_edit", false) else {
+        return;
+    };
     let events_path = sb.path("events.jsonl");
     let (mut h, port) = start(
         &p,
@@ -167,7 +174,9 @@ fn an_edit_is_built_and_then_the_new_code_answers() {
 #[test]
 fn a_failed_build_keeps_the_old_code_answering_and_the_fix_replaces_it() {
     let sb = Sandbox::new();
-    let p = CargoProject::new(&sb.path("proj"), "tiny_broken", false);
+    let Some(p) = project(&sb, "tiny_broken", false) else {
+        return;
+    };
     let events_path = sb.path("events.jsonl");
     let (mut h, port) = start(
         &p,
@@ -205,7 +214,9 @@ fn a_failed_build_keeps_the_old_code_answering_and_the_fix_replaces_it() {
 fn an_edit_during_a_build_stops_it_and_the_newest_code_runs() {
     let sb = Sandbox::new();
     let gate = Gate::new(&sb, true);
-    let p = CargoProject::new(&sb.path("proj"), "tiny_during", true);
+    let Some(p) = project(&sb, "tiny_during", true) else {
+        return;
+    };
     let (mut h, port) = start(&p, &["--watch", "src"], |cmd| {
         cmd.env("TINY_GATE", &gate.dir);
     });
@@ -243,7 +254,9 @@ fn an_edit_during_a_build_stops_it_and_the_newest_code_runs() {
 fn sigint_during_a_build_stops_its_whole_group_and_leaves_nothing_running() {
     let sb = Sandbox::new();
     let gate = Gate::new(&sb, false);
-    let p = CargoProject::new(&sb.path("proj"), "tiny_sigint", true);
+    let Some(p) = project(&sb, "tiny_sigint", true) else {
+        return;
+    };
     let (mut h, _port) = start(&p, &["--watch", "src"], |cmd| {
         cmd.env("TINY_GATE", &gate.dir);
     });
@@ -283,7 +296,9 @@ fn sigint_during_a_build_stops_its_whole_group_and_leaves_nothing_running() {
 #[test]
 fn without_watch_the_current_directory_is_watched_but_never_the_builds_own_output() {
     let sb = Sandbox::new();
-    let p = CargoProject::new(&sb.path("proj"), "tiny_cwd", false);
+    let Some(p) = project(&sb, "tiny_cwd", false) else {
+        return;
+    };
     // hotrun's events are written into the watched directory: they must not build either.
     let (mut h, port) = start(&p, &["--events", "events.jsonl"], |_| {});
     let watching = h.expect(&["--build without --watch"]);
@@ -713,8 +728,7 @@ func main() {
 #[cfg(target_os = "linux")]
 #[test]
 fn go_build_writing_the_same_binary_anew_restarts_nothing() {
-    if Command::new("go").arg("version").output().is_err() {
-        skip("go is not installed");
+    if !have("go") {
         return;
     }
     let sb = Sandbox::new();

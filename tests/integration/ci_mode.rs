@@ -228,20 +228,6 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Whether python3 can be run. Missing, it fails the test when `CI=true` (a CI machine
-/// must not skip silently), and otherwise says loudly that the test is skipped.
-fn python3_available(test: &str) -> bool {
-    if Command::new("python3").arg("--version").output().is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: python3 is missing, and CI=true: install it (.ci/run does)"
-    );
-    eprintln!("SKIPPED {test}: python3 is not installed");
-    false
-}
-
 #[test]
 fn a_drill_passes_on_a_well_behaved_server() {
     // hotrun binds port 0; the probe's port 0 means "that port". The grace period is long:
@@ -600,7 +586,7 @@ fn events_to_stdout_carry_only_json_and_the_childs_output_goes_to_stderr() {
 
 #[test]
 fn a_drill_of_python_http_server_reports_json_lines_only_and_passes() {
-    if !python3_available("a_drill_of_python_http_server_reports_json_lines_only_and_passes") {
+    if !have("python3") {
         return;
     }
     // http.server as people run it: no SIGTERM handler (it dies of the stop signal), its

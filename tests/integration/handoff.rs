@@ -237,8 +237,7 @@ fn the_listenfd_crate_takes_the_socket() {
 
 #[test]
 fn a_python_server_applying_sd_listen_fds_rules_works() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("python3 not installed: skipped");
+    if !have("python3") {
         return;
     }
     let sb = Sandbox::new();

@@ -230,14 +230,47 @@ pub fn children_of(parent: i32) -> Vec<ProcStat> {
         .collect()
 }
 
-/// A test that cannot run on this machine: skipped with the reason, but a failure where
-/// `CI=true` (CI installs what every test needs).
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-pub fn skip(reason: &str) {
+/// Whether a test can run on this machine; `missing` says what it lacks (a tool, a device,
+/// privileges, a kind of namespace). A test that cannot run is skipped loudly (a line on
+/// stderr naming the test and the reason), except where `CI=true`: there it fails, since
+/// CI installs everything the tests need (`.ci/test`). The one way a test skips:
+///
+/// ```ignore
+/// if !runs_here((!Path::new("/dev/full").exists()).then(|| "/dev/full is missing".into())) {
+///     return;
+/// }
+/// ```
+pub fn runs_here(missing: Option<String>) -> bool {
+    let Some(reason) = missing else {
+        return true;
+    };
+    let test = thread::current().name().unwrap_or("this test").to_string();
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true and this test cannot run: {reason}");
+        panic!(
+            "{test} cannot run here, and CI=true: {reason} (.ci/test installs what the tests need)"
+        );
     }
-    eprintln!("skipped: {reason}");
+    eprintln!("SKIPPED {test}: {reason}");
+    false
+}
+
+/// Whether `tool` can be run (`tool --version`, `go version`); see `runs_here`.
+pub fn have(tool: &str) -> bool {
+    let arg = if tool == "go" { "version" } else { "--version" };
+    let runs = Command::new(tool)
+        .arg(arg)
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    runs_here((!runs).then(|| format!("{tool} is not installed (`{tool} {arg}` failed)")))
+}
+
+/// Whether this process runs as root; see `runs_here`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub fn root(why: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    runs_here((!root).then(|| format!("{why} needs root")))
 }
 
 pub fn wait_gone(pid: i32) {

@@ -47,23 +47,6 @@ fn reserve_port() -> (OwnedFd, u16) {
     (fd, port)
 }
 
-/// Whether `tool` runs here; a missing tool skips the test with a message, and fails it
-/// when `CI=true` (CI installs everything the tests need).
-fn have(tool: &str, version_arg: &str) -> bool {
-    let found = Command::new(tool)
-        .arg(version_arg)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is missing and CI=true: .ci/run installs it"
-        );
-        eprintln!("SKIPPED: {tool} is not installed");
-    }
-    found
-}
-
 /// How a request is made.
 #[derive(Clone, Copy)]
 enum Ask {
@@ -282,7 +265,7 @@ fn behind_sh_c_the_grandchild_server_is_taken_over_too() {
 
 #[test]
 fn python_http_server_loses_no_request_across_20_restarts() {
-    if !have("python3", "--version") {
+    if !have("python3") {
         return;
     }
     let sb = Sandbox::new();
@@ -349,7 +332,7 @@ fn go_build(dir: &Path, out: &Path) {
 
 #[test]
 fn go_net_http_dual_stack_loses_no_request_over_ipv4_and_ipv6_across_20_restarts() {
-    if !have("go", "version") {
+    if !have("go") {
         return;
     }
     let sb = Sandbox::new();
@@ -368,7 +351,7 @@ fn go_net_http_dual_stack_loses_no_request_over_ipv4_and_ipv6_across_20_restarts
 
 #[test]
 fn go_run_compiles_under_the_filter_and_its_server_is_taken_over() {
-    if !have("go", "version") {
+    if !have("go") {
         return;
     }
     let sb = Sandbox::new();
@@ -488,7 +471,7 @@ fn backlog_of(port: u16) -> u32 {
 
 #[test]
 fn a_held_socket_keeps_its_backlog_whatever_listen_asks() {
-    if !have("ss", "--version") {
+    if !have("ss") {
         return;
     }
     let sb = Sandbox::new();
@@ -535,7 +518,7 @@ while True:
 
 #[test]
 fn udp_port_0_and_unix_binds_pass_through_and_close_on_exec_is_kept() {
-    if !have("python3", "--version") {
+    if !have("python3") {
         return;
     }
     let sb = Sandbox::new();
@@ -714,7 +697,7 @@ fn a_drill_passes_on_the_fixture_binding_its_own_port() {
 
 #[test]
 fn a_drill_passes_on_python_http_server() {
-    if !have("python3", "--version") {
+    if !have("python3") {
         return;
     }
     let sb = Sandbox::new();
@@ -738,7 +721,7 @@ fn a_drill_passes_on_python_http_server() {
 
 #[test]
 fn a_drill_passes_on_a_go_server_and_under_go_run() {
-    if !have("go", "version") {
+    if !have("go") {
         return;
     }
     let sb = Sandbox::new();
@@ -842,7 +825,7 @@ threading.Event().wait()
 
 #[test]
 fn reuseport_listeners_of_one_server_all_get_the_held_socket() {
-    if !have("python3", "--version") {
+    if !have("python3") {
         return;
     }
     let sb = Sandbox::new();
@@ -870,13 +853,7 @@ fn reuseport_listeners_of_one_server_all_get_the_held_socket() {
 
 #[test]
 fn a_privileged_port_binds_as_the_server_and_is_held_once_it_listens() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "this test binds a port below 1024 and needs root, which CI has"
-        );
-        eprintln!("SKIPPED: binding a port below 1024 needs root");
+    if !root("binding a port below 1024") {
         return;
     }
     // A port below 1024 no one uses, reserved like the others (SO_REUSEADDR, no listen).
