@@ -34,17 +34,30 @@ fn wait_newer(h: &Hotrun, port: u16, after: u64, what: &str) -> u64 {
     found
 }
 
-/// hotrun over the fixture as a fixed-port server; returns hotrun, the port and the
-/// generation serving it.
-fn start(sb: &Sandbox, fixture_args: &[&str]) -> (Hotrun, u16, u64) {
-    let port_file = sb.path("port");
-    let mut args = vec!["--port-file", port_file.to_str().unwrap()];
+/// A fixed-port server under hotrun: the port (reserved for the test's life, so that no
+/// other process takes it between two generations), hotrun, and the generation serving.
+struct Server {
+    _reserved: std::os::fd::OwnedFd,
+    port: u16,
+    h: Hotrun,
+    first: u64,
+}
+
+/// hotrun over the fixture as a server on a fixed port.
+fn start(sb: &Sandbox, fixture_args: &[&str]) -> Server {
+    let (reserved, port) = reserve_port();
+    let port_arg = port.to_string();
+    let mut args = vec!["--port", &port_arg];
     args.extend(fixture_args);
     let h = start_fixture(sb, &["--no-takeover"], &args);
     sb.log().wait_for(&["listening gen=1"]);
-    let port: u16 = fs::read_to_string(&port_file).unwrap().parse().unwrap();
     let first = wait_newer(&h, port, 0, "the first start");
-    (h, port, first)
+    Server {
+        _reserved: reserved,
+        port,
+        h,
+        first,
+    }
 }
 
 /// 100 restarts of a server that dies at once on SIGTERM (default disposition) and exits
@@ -52,7 +65,13 @@ fn start(sb: &Sandbox, fixture_args: &[&str]) -> (Hotrun, u16, u64) {
 /// every restart a newer generation answers.
 fn every_restart_ends_with_a_server(trigger: impl Fn(&Sandbox, &Hotrun, usize)) {
     let sb = Sandbox::new();
-    let (h, port, mut serving_gen) = start(&sb, &["--default-signals"]);
+    // (`_port`: the reservation lives as long as the test.)
+    let Server {
+        _reserved: _port,
+        h,
+        port,
+        first: mut serving_gen,
+    } = start(&sb, &["--default-signals"]);
     for round in 1..=100 {
         trigger(&sb, &h, round);
         serving_gen = wait_newer(&h, port, serving_gen, &format!("restart {round}"));
@@ -95,7 +114,12 @@ fn a_draining_fixed_port_server_loses_the_race_every_time_and_is_started_again()
     let sb = Sandbox::new();
     // The old generation keeps the port for half a second after SIGTERM, so the new one
     // always finds it taken and exits with 98; it is started again once the old is gone.
-    let (mut h, port, mut serving_gen) = start(&sb, &["--cleanup-ms", "500"]);
+    let Server {
+        _reserved: _port,
+        mut h,
+        port,
+        first: mut serving_gen,
+    } = start(&sb, &["--cleanup-ms", "500"]);
     for round in 1..=3 {
         h.signal(Signal::SIGHUP);
         h.expect(&[

@@ -273,6 +273,39 @@ pub fn root(why: &str) -> bool {
     runs_here((!root).then(|| format!("{why} needs root")))
 }
 
+/// A TCP port no other process can take for the life of the returned socket: bound (on
+/// every address) with SO_REUSEADDR and never listening. A server that sets SO_REUSEADDR
+/// too (std, Go, Python, hotrun, most C servers) can still bind and listen on it; nothing
+/// that asks for a free port gets it, and it stays reserved while no server holds it
+/// (between two generations). No bind-and-release race.
+pub fn reserve_port() -> (std::os::fd::OwnedFd, u16) {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, setsockopt, socket,
+        sockopt,
+    };
+    use std::os::fd::AsRawFd;
+    // Close-on-exec is set right below (macOS has no SOCK_CLOEXEC). A child another test
+    // thread forks in between would hold the port reserved a little longer, no more.
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .expect("socket");
+    nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .expect("FD_CLOEXEC");
+    setsockopt(&fd, sockopt::ReuseAddr, &true).expect("SO_REUSEADDR");
+    bind(fd.as_raw_fd(), &SockaddrIn::new(0, 0, 0, 0, 0)).expect("bind a free port");
+    let port = getsockname::<SockaddrIn>(fd.as_raw_fd())
+        .expect("getsockname")
+        .port();
+    (fd, port)
+}
+
 pub fn wait_gone(pid: i32) {
     wait_until(
         &format!("pid {pid} to be gone"),

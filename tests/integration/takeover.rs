@@ -7,7 +7,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,31 +21,6 @@ use nix::sys::socket::{
 };
 
 use crate::harness::*;
-
-/// A TCP port no other process can take for the life of the returned socket: bound with
-/// SO_REUSEADDR and never listening. A server that sets SO_REUSEADDR too (std, Go, Python,
-/// most C servers) can still bind and listen on it; nothing that asks for a free port gets
-/// it. (No bind-and-release race.)
-fn reserve_port() -> (OwnedFd, u16) {
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
-    bind(
-        fd.as_raw_fd(),
-        &SockaddrIn::from(std::net::SocketAddrV4::new(
-            std::net::Ipv4Addr::UNSPECIFIED,
-            0,
-        )),
-    )
-    .unwrap();
-    let port = getsockname::<SockaddrIn>(fd.as_raw_fd()).unwrap().port();
-    (fd, port)
-}
 
 /// How a request is made.
 #[derive(Clone, Copy)]
@@ -219,15 +194,15 @@ fn a_server_binding_its_own_port_loses_no_request_across_20_restarts() {
 #[test]
 fn sigkill_of_hotrun_ends_a_server_waiting_in_accept_and_frees_its_port() {
     let sb = Sandbox::new();
-    let (reserved, port) = reserve_port();
+    let (_reserved, port) = reserve_port();
     let h = fixture_server(&sb, &[], port, &[]);
     let log = sb.log();
     let server = pid_in(&log.wait_for(&["start gen=1"]));
     // Its accept waits in hotrun (no connection queued) when hotrun dies: the guardian
-    // still ends the group, and nothing holds the port any more.
+    // still ends the group, and nothing listens on the port any more (the reservation
+    // never listens, and std's bind sets SO_REUSEADDR: only a listener can refuse it).
     h.signal(Signal::SIGKILL);
     wait_gone(server);
-    drop(reserved);
     wait_until(
         "the port to be free",
         || std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
