@@ -110,10 +110,9 @@ impl Gate {
 
     /// The pids of the build scripts that ran so far, in order.
     fn builds(&self) -> Vec<i32> {
-        fs::read_to_string(self.dir.join("builds"))
-            .unwrap_or_default()
-            .lines()
-            .map(pid_in)
+        complete_lines(&fs::read_to_string(self.dir.join("builds")).unwrap_or_default())
+            .iter()
+            .map(|l| pid_in(l))
             .collect()
     }
 

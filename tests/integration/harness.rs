@@ -103,12 +103,9 @@ impl Log {
         self.path.as_os_str()
     }
 
+    /// The complete lines so far (a line still being written is not one yet).
     pub fn lines(&self) -> Vec<String> {
-        fs::read_to_string(&self.path)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        complete_lines(&fs::read_to_string(&self.path).unwrap_or_default())
     }
 
     /// Waits for a line that contains every one of `words`; returns it.
@@ -134,6 +131,12 @@ impl Log {
             .filter(|l| words.iter().all(|w| l.contains(w)))
             .count()
     }
+}
+
+/// The lines of `text` that end with a newline: what a writer has finished.
+pub fn complete_lines(text: &str) -> Vec<String> {
+    let done = text.rfind('\n').map_or("", |end| &text[..end]);
+    done.lines().map(str::to_owned).collect()
 }
 
 /// The value of `key=` in a log or status line.
