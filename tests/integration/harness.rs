@@ -502,6 +502,16 @@ impl Hotrun {
         kill(Pid::from_raw(self.pid()), signal).expect("cannot signal hotrun");
     }
 
+    /// Waits until hotrun has handled everything that reached it so far (signals, file
+    /// events, child exits) and has nothing scheduled: a handshake for "nothing happened",
+    /// which no output line can show (Linux; see `waits::wait_idle`).
+    #[cfg(target_os = "linux")]
+    pub fn wait_idle(&self) {
+        crate::waits::wait_idle(self.pid(), crate::waits::Timers::None, &|| {
+            self.transcript()
+        });
+    }
+
     /// Waits for hotrun to exit.
     pub fn wait(&mut self) -> ExitStatus {
         if let Some(status) = self.status {

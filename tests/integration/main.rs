@@ -43,5 +43,8 @@ mod storms;
 /// Socket takeover (Linux): unmodified servers that bind their own port, no request lost.
 #[cfg(target_os = "linux")]
 mod takeover;
+/// What a process's threads wait in (/proc): timers, and whether hotrun is idle.
+#[cfg(target_os = "linux")]
+mod waits;
 /// `--watch` of a real project: ignore files, --ignore, editors' saves, self-writes.
 mod watching;

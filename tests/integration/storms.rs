@@ -281,19 +281,25 @@ fn a_binary_deleted_for_good_leaves_the_old_generation_running_and_says_so() {
     assert_eq!(h.count(&["gen 2"]), 0);
 }
 
+// Linux: that each file was looked at is seen in /proc (hotrun idle after each).
+#[cfg(target_os = "linux")]
 #[test]
 fn non_executable_and_empty_files_are_not_started() {
     let sb = Sandbox::new();
     let mut h = start(&sb, "t", &[], &[]);
     let app = sb.path("app");
     let tmp = sb.path("tmp");
-    // A non-executable build, then an empty executable one: neither is started.
-    fs::write(&tmp, b"\x7fELF not really").unwrap();
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
-    fs::rename(&tmp, &app).unwrap();
-    fs::write(&tmp, b"").unwrap();
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
-    fs::rename(&tmp, &app).unwrap();
+    // A non-executable build (a linker before its chmod), then an empty executable one:
+    // each is put in place and looked at — hotrun is idle again after it, nothing
+    // scheduled (no spawn being retried) — and neither is started.
+    for (content, mode) in [(&b"\x7fELF not really"[..], 0o644), (&b""[..], 0o755)] {
+        fs::write(&tmp, content).unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).unwrap();
+        fs::rename(&tmp, &app).unwrap();
+        h.wait_idle();
+        assert_eq!(h.count(&["gen 2"]), 0, "{}", h.transcript());
+        assert_eq!(h.count(&["cannot run"]), 0, "{}", h.transcript());
+    }
     // The next real build is.
     replace_by_rename(&fixture_exe(), &app);
     h.expect(&["gen 2 started", "(binary changed)"]);
