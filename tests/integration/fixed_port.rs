@@ -43,13 +43,16 @@ struct Server {
     first: u64,
 }
 
-/// hotrun over the fixture as a server on a fixed port.
-fn start(sb: &Sandbox, fixture_args: &[&str]) -> Server {
+/// hotrun (`--no-takeover`, and `hotrun_args`) over the fixture as a server on a fixed
+/// port.
+fn start(sb: &Sandbox, hotrun_args: &[&str], fixture_args: &[&str]) -> Server {
     let (reserved, port) = reserve_port();
     let port_arg = port.to_string();
     let mut args = vec!["--port", &port_arg];
     args.extend(fixture_args);
-    let h = start_fixture(sb, &["--no-takeover"], &args);
+    let mut with_plain = vec!["--no-takeover"];
+    with_plain.extend(hotrun_args);
+    let h = start_fixture(sb, &with_plain, &args);
     sb.log().wait_for(&["listening gen=1"]);
     let first = wait_newer(&h, port, 0, "the first start");
     Server {
@@ -71,7 +74,7 @@ fn every_restart_ends_with_a_server(trigger: impl Fn(&Sandbox, &Hotrun, usize)) 
         h,
         port,
         first: mut serving_gen,
-    } = start(&sb, &["--default-signals"]);
+    } = start(&sb, &[], &["--default-signals"]);
     for round in 1..=100 {
         trigger(&sb, &h, round);
         serving_gen = wait_newer(&h, port, serving_gen, &format!("restart {round}"));
@@ -112,14 +115,16 @@ fn a_fixed_port_server_that_dies_at_once_comes_back_after_each_of_100_rebuilds()
 #[test]
 fn a_draining_fixed_port_server_loses_the_race_every_time_and_is_started_again() {
     let sb = Sandbox::new();
-    // The old generation keeps the port for half a second after SIGTERM, so the new one
-    // always finds it taken and exits with 98; it is started again once the old is gone.
+    // The old generation keeps the port until the test ends its cleanup (a gate per
+    // generation; the grace period is longer than any wait here), so the new one always
+    // finds it taken and exits with 98; it is started again once the old is gone.
+    let gate = sb.path("cleanup-{gen}").display().to_string();
     let Server {
         _reserved: _port,
         mut h,
         port,
         first: mut serving_gen,
-    } = start(&sb, &["--cleanup-ms", "500"]);
+    } = start(&sb, &["--grace", "1h"], &["--cleanup-gate", &gate]);
     for round in 1..=3 {
         h.signal(Signal::SIGHUP);
         h.expect(&[
@@ -127,6 +132,8 @@ fn a_draining_fixed_port_server_loses_the_race_every_time_and_is_started_again()
             "still stopping",
             "starting it again once",
         ]);
+        // Only now does the old generation let its port go.
+        touch(&sb.path(&format!("cleanup-{serving_gen}")));
         h.expect(&["(retry after the old generation was gone)"]);
         serving_gen = wait_newer(&h, port, serving_gen, &format!("restart {round}"));
     }

@@ -502,12 +502,25 @@ impl Hotrun {
         kill(Pid::from_raw(self.pid()), signal).expect("cannot signal hotrun");
     }
 
+    /// Whether hotrun is still running (it has not exited, or not been waited for).
+    pub fn running(&mut self) -> bool {
+        self.status.is_none() && matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Waits until hotrun has handled everything that reached it so far (signals, file
     /// events, child exits) and has nothing scheduled: a handshake for "nothing happened",
     /// which no output line can show (Linux; see `waits::wait_idle`).
     #[cfg(target_os = "linux")]
     pub fn wait_idle(&self) {
         crate::waits::wait_idle(self.pid(), crate::waits::Timers::None, &|| {
+            self.transcript()
+        });
+    }
+
+    /// The same, but a deadline may be set (during a grace period, say).
+    #[cfg(target_os = "linux")]
+    pub fn wait_asleep(&self) {
+        crate::waits::wait_idle(self.pid(), crate::waits::Timers::Allowed, &|| {
             self.transcript()
         });
     }

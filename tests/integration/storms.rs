@@ -190,14 +190,34 @@ fn two_hundred_rebuilds_in_a_row_end_with_the_last_build_running() {
     assert!(zombie_children(h.pid()).is_empty());
 }
 
+/// The fixture's `--cleanup-gate` for every generation: generation N's cleanup lasts until
+/// the test creates `cleanup-N` in the sandbox (`cleanup_done(sb, N)`).
+fn cleanup_gate(sb: &Sandbox) -> String {
+    sb.path("cleanup-{gen}").display().to_string()
+}
+
+fn cleanup_done(sb: &Sandbox, generation: u32) {
+    touch(&sb.path(&format!("cleanup-{generation}")));
+}
+
 #[test]
 fn a_trigger_during_shutdown_starts_nothing() {
     let sb = Sandbox::new();
-    let mut h = start(&sb, "t", &["--grace", "1h"], &["--cleanup-ms", "300"]);
+    // The child's cleanup lasts until the test says so: the triggers below reach hotrun
+    // while it is shutting down, however fast or slow the machine is.
+    let gate = cleanup_gate(&sb);
+    let mut h = start(&sb, "t", &["--grace", "1h"], &["--cleanup-gate", &gate]);
     h.signal(Signal::SIGTERM);
     h.expect(&["got SIGTERM"]);
+    sb.log().wait_for(&["gate gen=1 at=cleanup"]);
     h.signal(Signal::SIGHUP);
     replace_by_rename(&fixture_exe(), &sb.path("app"));
+    // Both have been handled (hotrun is asleep again, the grace deadline set) while the
+    // child still cleans up.
+    #[cfg(target_os = "linux")]
+    h.wait_asleep();
+    assert!(h.running(), "{}", h.transcript());
+    cleanup_done(&sb, 1);
     assert_eq!(h.wait().code(), Some(0));
     assert_eq!(h.count(&["gen 2"]), 0, "{}", h.transcript());
     assert_eq!(sb.log().count(&["start gen="]), 1);
@@ -206,18 +226,29 @@ fn a_trigger_during_shutdown_starts_nothing() {
 #[test]
 fn a_shutdown_during_a_restart_stops_both_generations() {
     let sb = Sandbox::new();
-    // gen 1 takes its time to stop, so the shutdown comes while it is still stopping.
-    let mut h = start(&sb, "t", &[], &["--cleanup-ms", "400"]);
+    let log = sb.log();
+    // Each generation's cleanup lasts until the test says so: the shutdown comes while
+    // gen 1 is still stopping.
+    let gate = cleanup_gate(&sb);
+    let mut h = start(&sb, "t", &["--grace", "1h"], &["--cleanup-gate", &gate]);
     h.signal(Signal::SIGHUP);
     h.expect(&["gen 2 started"]);
     h.expect(&["gen 1: sent SIGTERM"]);
-    sb.log().wait_for(&["start gen=2"]);
+    log.wait_for(&["start gen=2"]);
+    log.wait_for(&["gate gen=1 at=cleanup"]);
     h.signal(Signal::SIGINT);
     h.expect(&["got SIGINT"]);
-    let status = h.wait();
-    let log = sb.log();
-    log.wait_for(&["cleanup gen=1"]);
+    // The new generation gets the signal as it came.
     log.wait_for(&["signal gen=2 sig=SIGINT"]);
+    cleanup_done(&sb, 2);
+    h.expect(&["gen 2 stopped cleanly"]);
+    // hotrun waits for gen 1 too, which is still cleaning up.
+    let gen1 = pid_in(&log.wait_for(&["start gen=1"]));
+    assert!(!is_gone(gen1));
+    assert!(h.running(), "{}", h.transcript());
+    cleanup_done(&sb, 1);
+    let status = h.wait();
+    log.wait_for(&["cleanup gen=1"]);
     assert_eq!(status.code(), Some(0), "{}", h.transcript());
     for line in log.lines().iter().filter(|l| l.starts_with("start ")) {
         assert!(is_gone(pid_in(line)), "{line} still alive");
@@ -228,10 +259,19 @@ fn a_shutdown_during_a_restart_stops_both_generations() {
 fn sigint_while_waiting_for_readiness_stops_both() {
     let sb = Sandbox::new();
     let log = sb.log();
+    // Generation 1 is ready at once; generation 2 stays at its gate before READY=1, which
+    // the test never opens.
+    touch(&sb.path("ready-1"));
+    let gate = sb.path("ready-{gen}");
     let mut h = start_fixture(
         &sb,
         &["--listen", "0", "--ready", "notify"],
-        &["--listen-fd", "--notify", "--startup-ms", "300"],
+        &[
+            "--listen-fd",
+            "--notify",
+            "--ready-gate",
+            gate.to_str().unwrap(),
+        ],
     );
     h.expect(&["gen 1 ready"]);
     h.signal(Signal::SIGHUP);
@@ -243,11 +283,14 @@ fn sigint_while_waiting_for_readiness_stops_both() {
         .trim()
         .parse()
         .unwrap();
+    log.wait_for(&["gate gen=2 at=ready"]);
     h.signal(Signal::SIGINT);
     h.wait();
     assert_eq!(h.count(&["gen 2 ready"]), 0, "{}", h.transcript());
+    // Both got the signal as it came.
     log.wait_for(&["signal gen=1 sig=SIGINT"]);
-    assert!(h.count(&["gen 2: sent SIGINT"]) == 1, "{}", h.transcript());
+    log.wait_for(&["signal gen=2 sig=SIGINT"]);
+    assert_eq!(h.count(&["gen 2: sent SIGINT"]), 1, "{}", h.transcript());
     assert!(is_gone(gen2));
     for line in log.lines().iter().filter(|l| l.starts_with("start ")) {
         assert!(is_gone(pid_in(line)), "{line} still alive");
@@ -257,17 +300,30 @@ fn sigint_while_waiting_for_readiness_stops_both() {
 #[test]
 fn sighup_while_the_old_generation_is_in_its_grace_period_follows_once_it_is_gone() {
     let sb = Sandbox::new();
-    let mut h = start(&sb, "t", &["--grace", "400ms"], &["--ignore-term"]);
+    let log = sb.log();
+    // Each generation's cleanup lasts until the test says so (well within the grace
+    // period): the second SIGHUP comes while gen 1 is still stopping.
+    let gate = cleanup_gate(&sb);
+    let mut h = start(&sb, "t", &["--grace", "1h"], &["--cleanup-gate", &gate]);
     h.signal(Signal::SIGHUP);
     h.expect(&["gen 2 started"]);
+    log.wait_for(&["gate gen=1 at=cleanup"]);
     h.signal(Signal::SIGHUP);
     h.expect(&["restart requested (SIGHUP) during a restart"]);
-    h.expect(&["gen 1 killed after"]);
+    // Nothing follows while gen 1 is still there.
+    #[cfg(target_os = "linux")]
+    h.wait_asleep();
+    assert_eq!(h.count(&["gen 3"]), 0, "{}", h.transcript());
+    cleanup_done(&sb, 1);
+    h.expect(&["gen 1 stopped cleanly"]);
     h.expect(&["gen 3 started", "(SIGHUP)"]);
-    h.expect(&["gen 2 killed after"]);
-    h.signal(Signal::SIGINT);
-    h.signal(Signal::SIGINT);
-    h.wait();
+    log.wait_for(&["gate gen=2 at=cleanup"]);
+    cleanup_done(&sb, 2);
+    h.expect(&["gen 2 stopped cleanly"]);
+    log.wait_for(&["start gen=3"]);
+    cleanup_done(&sb, 3);
+    h.signal(Signal::SIGTERM);
+    assert_eq!(h.wait().code(), Some(0), "{}", h.transcript());
 }
 
 #[test]
