@@ -201,6 +201,28 @@ fn as_pid_1_a_child_killed_by_the_forwarded_signal_gives_128_plus_n() {
     }
 }
 
+/// When process `pid` started (clock ticks after boot), while it exists.
+fn started(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Waits until `pid` has exited and been reaped: no such process any more (or another one
+/// under the same number). Not merely "no longer hotrun's child": right after the shell
+/// that forked it writes its pid, it may not be an orphan yet.
+fn wait_reaped(pid: i32, h: &Hotrun) {
+    let born = started(pid);
+    wait_until(
+        &format!("orphan {pid} to exit and be reaped"),
+        || born.is_none() || started(pid) != born,
+        || format!("{:?}\n{}", proc_stat(pid), h.transcript()),
+    );
+}
+
 /// Makes hotrun a child subreaper (the attribute survives exec), as a process manager
 /// above it may.
 fn as_subreaper(cmd: &mut Command) {
@@ -246,11 +268,7 @@ fn as_a_subreaper_orphans_are_reaped_while_a_leader_waits_unreaped_for_its_group
     // Meanwhile the orphans of both start scripts exit and are reaped.
     for generation in [1, 2] {
         let orphan = pid_in(&log.wait_for(&[&format!("orphan gen={generation} ")]));
-        wait_until(
-            &format!("gen {generation}'s orphan {orphan} to be reaped"),
-            || state(orphan).is_none_or(|(_, parent)| parent != hotrun),
-            || format!("{:?}\n{}", proc_stat(orphan), h.transcript()),
-        );
+        wait_reaped(orphan, &h);
     }
     // The leader is still there, unreaped: its pgid cannot be recycled.
     assert_eq!(state(leader), Some(('Z', hotrun)), "reaped early");
@@ -331,13 +349,15 @@ fn as_a_subreaper_a_stopped_builds_leader_waits_unreaped_for_its_group() {
         || format!("{:?}\n{}", proc_stat(shell), h.transcript()),
     );
     // The orphan the build left is reaped meanwhile; the shell is not (its group lives).
+    wait_reaped(orphan, &h);
+    // The straggler is re-parented to hotrun once the shell that forked it is gone (the
+    // script, which may be the leader's child and exit a moment after it).
     wait_until(
-        &format!("the build's orphan {orphan} to be reaped"),
-        || state(orphan).is_none_or(|(_, parent)| parent != hotrun),
-        || format!("{:?}\n{}", proc_stat(orphan), h.transcript()),
+        "the straggler to be re-parented to hotrun",
+        || state(straggler).map(|s| s.1) == Some(hotrun),
+        || format!("{:?}\n{}", proc_stat(straggler), h.transcript()),
     );
     assert_eq!(state(shell), Some(('Z', hotrun)), "reaped early");
-    assert_eq!(state(straggler).map(|s| s.1), Some(hotrun));
     assert_eq!(builds.count(&["building"]), 1, "built again too early");
     // Once the straggler is gone, the shell is reaped and the build runs again.
     kill(Pid::from_raw(straggler), Signal::SIGKILL).unwrap();
