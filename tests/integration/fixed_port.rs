@@ -80,13 +80,23 @@ fn every_restart_ends_with_a_server(trigger: impl Fn(&Sandbox, &Hotrun, usize)) 
         serving_gen = wait_newer(&h, port, serving_gen, &format!("restart {round}"));
     }
     // How often the new generation found the port still taken varies with the machine's
-    // load (the test above with a draining server loses it every time); each lost race
-    // was followed by exactly one retry.
+    // load (the test below with a draining server loses it every time); each lost race
+    // was followed by exactly one retry. (The retry may answer before hotrun has printed
+    // its start: wait for the line, then for hotrun to be idle, and count again.)
     let log = sb.log();
-    eprintln!("lost races: {} of 100", log.count(&["bind-failed"]));
+    let retries = || h.count(&["(retry after the old generation was gone)"]);
+    let lost = || log.count(&["bind-failed"]);
+    wait_until(
+        "a retry for every lost race",
+        || retries() == lost(),
+        || format!("{}\n{}", h.transcript(), log.lines().join("\n")),
+    );
+    #[cfg(target_os = "linux")]
+    h.wait_idle();
+    eprintln!("lost races: {} of 100", lost());
     assert_eq!(
-        h.count(&["(retry after the old generation was gone)"]),
-        log.count(&["bind-failed"]),
+        retries(),
+        lost(),
         "{}\n{}",
         h.transcript(),
         log.lines().join("\n")
