@@ -601,24 +601,41 @@ fn exit_policy_wait_restarts_on_the_next_trigger_only() {
 #[test]
 fn exit_policy_restart_backs_off_while_it_keeps_crashing() {
     let mut h = running(OnExit::Restart);
+    // Quick exits until the delay has been at its maximum twice.
     let mut delays = Vec::new();
-    for g in 1..=4 {
+    let mut g = 1;
+    while delays.iter().filter(|d| **d == BACKOFF_MAX).count() < 2 {
+        assert!(
+            g < 100,
+            "the delay never reached {BACKOFF_MAX:?}: {delays:?}"
+        );
         h.advance(Duration::from_millis(10));
         let a = h.exited(g, ChildEnd::Exited(1));
         let before = h.now;
         let a2 = h.tick();
-        delays.push(h.now - before);
-        assert!(reported(&a, |s| matches!(s, Status::Backoff { .. })));
+        let waited = h.now - before;
+        delays.push(waited);
+        assert!(
+            reported(
+                &a,
+                |s| matches!(s, Status::Backoff { delay } if *delay == waited)
+            ),
+            "the delay is told as it is: {a:?}"
+        );
         assert_eq!(spawns(&a2), vec![g + 1]);
         h.spawned(g + 1);
+        g += 1;
     }
-    assert_eq!(
-        delays,
-        [100, 200, 400, 800].map(Duration::from_millis).to_vec()
-    );
+    // The first delay, then each the double of the one before, up to the maximum.
+    let mut expected = BACKOFF_FIRST;
+    for (n, delay) in delays.iter().enumerate() {
+        assert_eq!(*delay, expected, "delay {n} of {delays:?}");
+        assert_eq!(*delay, backoff(u32::try_from(n).unwrap_or(u32::MAX)));
+        expected = (expected * 2).min(BACKOFF_MAX);
+    }
     // A generation that stayed up resets the backoff.
     h.advance(BACKOFF_RESET);
-    h.exited(5, ChildEnd::Exited(1));
+    h.exited(g, ChildEnd::Exited(1));
     let before = h.now;
     h.tick();
     assert_eq!(h.now - before, BACKOFF_FIRST);

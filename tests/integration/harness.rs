@@ -139,6 +139,80 @@ pub fn complete_lines(text: &str) -> Vec<String> {
     done.lines().map(str::to_owned).collect()
 }
 
+/// The JSON objects of an `--events` file so far (complete lines only).
+pub fn read_events(path: &Path) -> Vec<serde_json::Value> {
+    complete_lines(&fs::read_to_string(path).unwrap_or_default())
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Waits for `n` `backoff` events in an `--events` file and checks them against the rule
+/// of a crash loop, with the delays hotrun reports (none typed here): each the double of
+/// the one before, up to a maximum where it stays; and each following generation spawned
+/// no sooner than its delay after the exit that set it off (timestamps to the
+/// millisecond). Returns the delays in ms.
+pub fn assert_backoff(events: &Path, n: usize) -> Vec<f64> {
+    let kind = |e: &serde_json::Value| e["event"].as_str().unwrap_or_default().to_string();
+    wait_until(
+        &format!("{n} backoff events"),
+        || {
+            read_events(events)
+                .iter()
+                .filter(|e| kind(e) == "backoff")
+                .count()
+                >= n
+        },
+        || fs::read_to_string(events).unwrap_or_default(),
+    );
+    let all = read_events(events);
+    let text = || fs::read_to_string(events).unwrap_or_default();
+    let ms = |e: &serde_json::Value| -> f64 {
+        let ts = e["ts"].as_str().unwrap_or_default();
+        humantime::parse_rfc3339(ts)
+            .unwrap_or_else(|err| panic!("ts {ts:?}: {err}"))
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or_default()
+    };
+    let mut delays = Vec::new();
+    for (i, e) in all.iter().enumerate().filter(|(_, e)| kind(e) == "backoff") {
+        let delay = e["delay_ms"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no delay_ms in {e}"));
+        delays.push(delay);
+        let exited = all[..i]
+            .iter()
+            .rev()
+            .find(|e| kind(e) == "exited")
+            .unwrap_or_else(|| panic!("a backoff with no exit before it:\n{}", text()));
+        if let Some(spawned) = all[i..].iter().find(|e| kind(e) == "spawned") {
+            let waited = ms(spawned) - ms(exited);
+            assert!(
+                waited >= delay - 1.0,
+                "spawned {waited} ms after the exit, before its {delay} ms delay:\n{}",
+                text()
+            );
+        }
+    }
+    assert!(delays[0] > 0.0, "{delays:?}");
+    let mut most = None;
+    for pair in delays.windows(2) {
+        let (before, now) = (pair[0], pair[1]);
+        match most {
+            // At the maximum: it stays there.
+            Some(max) => assert_eq!(now, max, "{delays:?}"),
+            None if now == 2.0 * before => {}
+            // Less than the double: the maximum, reached.
+            None => {
+                assert!(before <= now && now < 2.0 * before, "{delays:?}");
+                most = Some(now);
+            }
+        }
+    }
+    delays
+}
+
 /// The value of `key=` in a log or status line.
 pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
     let pat = format!("{key}=");

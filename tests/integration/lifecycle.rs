@@ -56,16 +56,28 @@ fn on_exit_exit_ends_hotrun_with_the_childs_status() {
 fn on_exit_restart_backs_off_while_the_child_keeps_crashing() {
     let sb = Sandbox::new();
     let log = sb.log();
-    let mut args = fixture_cmd(&sb, &log, &["--on-exit", "restart"]);
+    let events = sb.path("events.jsonl");
+    let mut args = fixture_cmd(
+        &sb,
+        &log,
+        &["--on-exit", "restart", "--events", events.to_str().unwrap()],
+    );
     args.extend(["--exit-after-ms", "0", "--exit-code", "1"].map(Into::into));
     let mut h = Hotrun::start(&args);
-    h.expect(&["restarting in 100 ms"]);
-    h.expect(&["gen 2 started", "(restart after exit)"]);
-    h.expect(&["restarting in 200 ms"]);
-    h.expect(&["gen 3 started"]);
-    h.expect(&["restarting in 400 ms"]);
+    for g in 2..=5 {
+        h.expect(&["restarting in"]);
+        h.expect(&[&format!("gen {g} started"), "(restart after exit)"]);
+    }
     h.signal(Signal::SIGTERM);
     h.wait();
+    // The delays as hotrun reports them, doubling; each said in a status line too.
+    let delays = assert_backoff(&events, 4);
+    assert_eq!(
+        h.count(&["restarting in"]),
+        delays.len(),
+        "{}",
+        h.transcript()
+    );
 }
 
 #[test]
