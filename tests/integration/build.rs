@@ -134,6 +134,9 @@ fn an_edit_is_built_and_then_the_new_code_answers() {
         return;
     };
     let events_path = sb.path("events.jsonl");
+    // What the test saw of each build: from before it could start to after its end.
+    let mut windows = Vec::new();
+    let before = mono_ns();
     let (mut h, port) = start(
         &p,
         &["--watch", "src", "--events", events_path.to_str().unwrap()],
@@ -142,12 +145,15 @@ fn an_edit_is_built_and_then_the_new_code_answers() {
     // The start-up build comes before generation 1.
     h.expect(&["build started (start)"]);
     h.expect(&["build finished in"]);
+    windows.push(ms_between(before, mono_ns()));
     h.expect(&["gen 1 started", "(start)"]);
     assert!(wait_version(&h, port, "1").contains("gen=1"));
 
+    let before = mono_ns();
     p.write_version("2");
     h.expect(&["build started (src/main.rs changed)"]);
     let finished = h.expect(&["build finished in"]);
+    windows.push(ms_between(before, mono_ns()));
     assert!(!finished.contains("did not change"), "{}", h.transcript());
     h.expect(&["gen 2 started", "(binary changed)"]);
     assert!(wait_version(&h, port, "2").contains("gen=2"));
@@ -162,11 +168,16 @@ fn an_edit_is_built_and_then_the_new_code_answers() {
     assert_eq!(triggers, ["start", "src/main.rs changed"]);
     let finished = events(&events_path, "build_finished");
     assert_eq!(finished.len(), 2, "{finished:?}");
-    for e in &finished {
+    for (e, window) in finished.iter().zip(windows) {
         assert_eq!(e["ok"], true, "{e}");
         assert_eq!(e["code"], 0, "{e}");
         assert_eq!(e["then"], "restart", "{e}");
-        assert!(e["duration_ms"].as_f64().unwrap() > 0.0, "{e}");
+        // A real build takes some time, and no longer than the test saw it take.
+        let took = e["duration_ms"].as_f64().unwrap();
+        assert!(
+            took > 0.0 && took <= window + 0.001,
+            "{e}: the test saw {window} ms"
+        );
     }
 }
 
@@ -216,9 +227,14 @@ fn an_edit_during_a_build_stops_it_and_the_newest_code_runs() {
     let Some(p) = project(&sb, "tiny_during", true) else {
         return;
     };
-    let (mut h, port) = start(&p, &["--watch", "src"], |cmd| {
-        cmd.env("TINY_GATE", &gate.dir);
-    });
+    let events_path = sb.path("events.jsonl");
+    let (mut h, port) = start(
+        &p,
+        &["--watch", "src", "--events", events_path.to_str().unwrap()],
+        |cmd| {
+            cmd.env("TINY_GATE", &gate.dir);
+        },
+    );
     h.expect(&["gen 1 started"]);
     wait_version(&h, port, "1");
     let before = gate.builds().len();
@@ -227,9 +243,11 @@ fn an_edit_during_a_build_stops_it_and_the_newest_code_runs() {
     p.write_version("2");
     let stale = gate.wait_build(before + 1, &h);
     // The build of version 2 waits at the gate; version 3 is saved meanwhile.
+    let saved = mono_ns();
     p.write_version("3");
     h.expect(&["build stopped: src/main.rs changed during it; building again"]);
     let fresh = gate.wait_build(before + 2, &h);
+    let held = mono_ns();
     assert_ne!(stale, fresh);
     // The next build starts only once the stopped one's whole group is gone, its build
     // script (a grandchild of the build command) included.
@@ -238,11 +256,23 @@ fn an_edit_during_a_build_stops_it_and_the_newest_code_runs() {
         "the stopped build's script {stale} still runs"
     );
     h.expect(&["build started (src/main.rs changed)"]);
+    // The old code answers while the build is held.
+    assert_eq!(version_of(&ask(port, ASK).expect("gen 1 answers")), "1");
+    let held = ms_between(held, mono_ns());
     gate.open();
     h.expect(&["build finished in"]);
+    let window = ms_between(saved, mono_ns());
     h.expect(&["gen 2 started", "(binary changed)"]);
     assert!(wait_version(&h, port, "3").contains("gen=2"));
     stop(&mut h);
+    // The build lasted at least as long as the test held it, and no longer than the test
+    // saw it run.
+    let finished = events(&events_path, "build_finished");
+    let took = finished.last().unwrap()["duration_ms"].as_f64().unwrap();
+    assert!(
+        held <= took && took <= window + 0.001,
+        "{took} ms, held {held} ms, seen {window} ms: {finished:?}"
+    );
     // Version 2 never ran: the stopped build made no binary, so no restart came of it.
     assert_eq!(h.count(&["gen 3 started"]), 0, "{}", h.transcript());
     assert_eq!(h.count(&["build finished in"]), 2, "{}", h.transcript());

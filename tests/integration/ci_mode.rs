@@ -41,14 +41,20 @@ fn parse_events(text: &str) -> Vec<LifecycleEvent> {
 fn the_event_stream_tells_the_same_story_as_the_status_lines() {
     let sb = Sandbox::new();
     let events = sb.path("events.jsonl");
+    let before = mono_ns();
     let mut h = start_fixture(
         &sb,
         &["--events", events.to_str().unwrap()],
         &["--cleanup-code", "0"],
     );
     h.expect(&["gen 1 started"]);
+    let born: u128 = field(&sb.log().wait_for(&["start gen=1"]), "mono")
+        .parse()
+        .unwrap();
+    let sighup = mono_ns();
     h.signal(Signal::SIGHUP);
     h.expect(&["gen 1 stopped cleanly"]);
+    let seen = mono_ns();
     h.signal(Signal::SIGTERM);
     assert_eq!(h.wait().code(), Some(0));
 
@@ -84,7 +90,15 @@ fn the_event_stream_tells_the_same_story_as_the_status_lines() {
         (Some(1), Some(true), Some(false))
     );
     assert_eq!((old.code, old.clean), (Some(0), Some(true)));
-    assert!(old.alive_ms.is_some_and(|ms| ms > 0.0));
+    // gen 1 lived at least from its first instruction to the SIGHUP, and no longer than
+    // the test watched hotrun (to the microsecond hotrun rounds to).
+    let alive = old.alive_ms.unwrap();
+    assert!(
+        alive >= ms_between(born, sighup) - 0.001 && alive <= ms_between(before, seen) + 0.001,
+        "alive_ms {alive}: not within {} ..= {} ms\n{text}",
+        ms_between(born, sighup),
+        ms_between(before, seen)
+    );
     assert_eq!(all[5].signal.as_deref(), Some("SIGTERM"));
     // One status line per lifecycle event that has one.
     assert_eq!(h.count(&["started in"]), 2);
@@ -234,6 +248,7 @@ fn a_drill_passes_on_a_well_behaved_server() {
     // the server stops on its own, and a clean stop is one that needs no SIGKILL.
     for probe in ["http://127.0.0.1:0/health", "tcp:127.0.0.1:0"] {
         let sb = Sandbox::new();
+        let before = mono_ns();
         let (out, summary) = drill_in(
             &sb,
             &[
@@ -252,6 +267,7 @@ fn a_drill_passes_on_a_well_behaved_server() {
             ],
             &["--listen-fd", "--notify", "--http", "--startup-ms", "100"],
         );
+        let took = ms_between(before, mono_ns());
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{probe}\n{stdout}\n{stderr}");
@@ -267,10 +283,16 @@ fn a_drill_passes_on_a_well_behaved_server() {
                 (&n.into(), &(n + 1).into(), &true.into()),
                 "{summary}"
             );
-            // Facts, not rates: it was ready by READY=1, and the server answered a probe
-            // once the restart was over (the one that ended the restart's window).
-            assert!(row["ready_ms"].is_number(), "{summary}");
-            assert!(row["answered_ms"].is_number(), "{summary}");
+            // Facts, not rates: it was ready by READY=1, which the server sends 100 ms
+            // after it starts at the earliest (its --startup-ms); and it answered a probe
+            // once the restart was over (the one that ended the restart's window), which
+            // is after it was ready. All within the drill's run.
+            let ready = row["ready_ms"].as_f64().unwrap();
+            let answered = row["answered_ms"].as_f64().unwrap();
+            assert!(
+                (100.0..=took).contains(&ready) && (ready..=took).contains(&answered),
+                "ready {ready} ms, answered {answered} ms, the drill took {took} ms\n{summary}"
+            );
             assert!(row["probes"].as_u64().is_some_and(|n| n >= 1), "{summary}");
             assert_eq!(row["failed_probes"], 0, "{summary}");
         }

@@ -213,6 +213,18 @@ pub fn assert_backoff(events: &Path, n: usize) -> Vec<f64> {
     delays
 }
 
+/// CLOCK_MONOTONIC now, in ns: the clock of the fixture's `mono=` and of hotrun's
+/// durations, to bound what hotrun measured by what the test saw.
+pub fn mono_ns() -> u128 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock");
+    ts.tv_sec() as u128 * 1_000_000_000 + ts.tv_nsec() as u128
+}
+
+/// Milliseconds between two `mono_ns` readings.
+pub fn ms_between(from: u128, to: u128) -> f64 {
+    to.saturating_sub(from) as f64 / 1e6
+}
+
 /// The value of `key=` in a log or status line.
 pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
     let pat = format!("{key}=");
