@@ -113,8 +113,8 @@ fn survives_a_rebuild_racing_the_directories_coming_back() {
 }
 
 /// `--poll` for file systems without events: no inotify at all, and yet a rebuild and
-/// every save restart, including a second save of the same size within the same second
-/// (which a whole-second mtime comparison would miss).
+/// every save restart, including a change of the same file, same size, within the same
+/// second (which a whole-second mtime comparison would miss).
 #[test]
 fn poll_mode_sees_rebuilds_and_saves_without_file_events() {
     let sb = Sandbox::new();
@@ -162,6 +162,19 @@ fn poll_mode_sees_rebuilds_and_saves_without_file_events() {
     let line = h.expect(&["gen 5 started"]);
     assert!(line.contains("index.html changed"), "{line}");
     assert_eq!(h.count(&[".swp"]), 0, "{}", h.transcript());
+    // The same file (same inode, same size) touched twice within one second: only the
+    // nanoseconds of its mtime differ. Each touch is a single system call, so no round
+    // sees half of it; the times are set, not read from a clock (a save "within the same
+    // second" on a slow machine may not be).
+    let second = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    for (g, ms) in [(6, 100), (7, 200)] {
+        fs::File::open(&page)
+            .unwrap()
+            .set_modified(second + std::time::Duration::from_millis(ms))
+            .unwrap();
+        let line = h.expect(&[&format!("gen {g} started")]);
+        assert!(line.contains("index.html changed"), "{line}");
+    }
 }
 
 fn save_from_outside(tmp: &Path, dest: &Path, content: &str) {
