@@ -247,7 +247,6 @@ fn an_edit_during_a_build_stops_it_and_the_newest_code_runs() {
     p.write_version("3");
     h.expect(&["build stopped: src/main.rs changed during it; building again"]);
     let fresh = gate.wait_build(before + 2, &h);
-    let held = mono_ns();
     assert_ne!(stale, fresh);
     // The next build starts only once the stopped one's whole group is gone, its build
     // script (a grandchild of the build command) included.
@@ -256,7 +255,9 @@ fn an_edit_during_a_build_stops_it_and_the_newest_code_runs() {
         "the stopped build's script {stale} still runs"
     );
     h.expect(&["build started (src/main.rs changed)"]);
-    // The old code answers while the build is held.
+    // hotrun has noted the build's start by now; the build cannot end before the gate
+    // opens. Meanwhile the old code answers.
+    let held = mono_ns();
     assert_eq!(version_of(&ask(port, ASK).expect("gen 1 answers")), "1");
     let held = ms_between(held, mono_ns());
     gate.open();
