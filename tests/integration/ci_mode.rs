@@ -431,6 +431,32 @@ fn a_drill_passes_on_a_server_that_dies_of_the_stop_signal_or_says_so_like_a_she
         let json: serde_json::Value = serde_json::from_str(&summary).unwrap();
         assert_eq!(json["passed"], true);
     }
+    // With another stop signal, a restart sends that one, and death by it is the clean
+    // stop (not death by SIGTERM).
+    let (out, summary) = drill(
+        &[
+            "--restarts",
+            "1",
+            "--pause",
+            "0s",
+            "--grace",
+            "60s",
+            "--stop-signal",
+            "INT",
+        ],
+        &["--die-by-signal"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("gen 1: sent SIGINT")
+            && stderr.contains("gen 1 stopped cleanly in")
+            && stderr.contains("(killed by SIGINT, the stop signal it was sent)"),
+        "{stderr}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(json["passed"], true, "{summary}");
 }
 
 #[test]
