@@ -462,12 +462,13 @@ fn a_build_that_ignores_the_stop_signal_is_killed_with_its_whole_group() {
     let log = sb.log();
     let src = sb.path("src");
     fs::create_dir(&src).unwrap();
-    // The build forks a background job that ignores SIGINT and SIGTERM, and waits for a
-    // gate that never opens.
+    // The build forks a background job that ignores SIGINT and SIGTERM (and says so once
+    // it does), and waits for a gate that never opens.
     let build = script(
         &sb,
         "build.sh",
-        "(trap '' INT TERM; exec sleep 1000) &\necho \"building pid=$$ job=$!\" >> builds\n\
+        "(trap '' INT TERM; echo 'job ignores INT TERM' >> builds; exec sleep 1000) &\n\
+         echo \"building pid=$$ job=$!\" >> builds\n\
          while ! test -e gate; do sleep 0.01; done",
     );
     let mut h = Hotrun::start(&[
@@ -487,6 +488,8 @@ fn a_build_that_ignores_the_stop_signal_is_killed_with_its_whole_group() {
     };
     let line = builds.wait_for(&["building"]);
     let (shell, job) = (pid_in(&line), field(&line, "job").parse::<i32>().unwrap());
+    // Not before the job ignores the signal (it did not, at times, and died of it).
+    builds.wait_for(&["job ignores INT TERM"]);
     h.signal(Signal::SIGINT);
     h.expect(&["build still running 300 ms after the stop signal; sending SIGKILL"]);
     let stopped = h.expect(&["build stopped after"]);

@@ -307,7 +307,7 @@ fn as_a_subreaper_a_stopped_builds_leader_waits_unreaped_for_its_group() {
         format!(
             "#!/bin/sh\ncd '{dir}'\ntest -e src/v || exit 0\n\
              ( sleep 0.05 & echo \"orphan pid=$!\" >> builds )\n\
-             ( trap '' INT TERM; exec sleep 1000 ) &\n\
+             ( trap '' INT TERM; echo 'straggler ignores INT TERM' >> builds; exec sleep 1000 ) &\n\
              echo \"straggler pid=$!\" >> builds\n\
              echo \"building pid=$$\" >> builds\n\
              while ! test -e gate; do sleep 0.01; done\n",
@@ -337,7 +337,9 @@ fn as_a_subreaper_a_stopped_builds_leader_waits_unreaped_for_its_group() {
     let script = pid_in(&builds.wait_for(&["building"]));
     // The build's leader (`sh -c`, whether or not it execs the script) leads its group.
     let shell = proc_stat(script).expect("the build runs").pgrp;
-    let straggler = pid_in(&builds.wait_for(&["straggler"]));
+    let straggler = pid_in(&builds.wait_for(&["straggler pid="]));
+    // Not before it ignores the stop signal.
+    builds.wait_for(&["straggler ignores INT TERM"]);
     let orphan = pid_in(&builds.wait_for(&["orphan"]));
     // A change during the build stops it: the shell exits, its straggler lives on.
     fs::write(src.join("v"), "2").unwrap();
