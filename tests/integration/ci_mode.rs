@@ -336,8 +336,19 @@ fn a_drill_passes_on_a_well_behaved_server() {
     }
 }
 
+/// `hotrun drill` over the fixture, which says READY=1 once its signal handlers are in
+/// place: no restart or final stop comes before them (with `--pause 0s`, one could come
+/// while the server still starts, and kill it by the default action: a clean stop).
+fn drill_ready(hotrun_args: &[&str], fixture_args: &[&str]) -> (Output, String) {
+    let mut hotrun_args = hotrun_args.to_vec();
+    hotrun_args.extend(["--ready", "notify"]);
+    let mut fixture_args = fixture_args.to_vec();
+    fixture_args.push("--notify");
+    drill(&hotrun_args, &fixture_args)
+}
+
 fn assert_drill_fails(hotrun_args: &[&str], fixture_args: &[&str], message: &str) {
-    let (out, summary) = drill(hotrun_args, fixture_args);
+    let (out, summary) = drill_ready(hotrun_args, fixture_args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -412,7 +423,7 @@ fn a_drill_passes_on_a_server_that_dies_of_the_stop_signal_or_says_so_like_a_she
             "(exited with 143 = 128 + SIGTERM, the stop signal it was sent)",
         ),
     ] {
-        let (out, summary) = drill(
+        let (out, summary) = drill_ready(
             &["--restarts", "1", "--pause", "0s", "--grace", "60s"],
             fixture_args,
         );
@@ -433,7 +444,7 @@ fn a_drill_passes_on_a_server_that_dies_of_the_stop_signal_or_says_so_like_a_she
     }
     // With another stop signal, a restart sends that one, and death by it is the clean
     // stop (not death by SIGTERM).
-    let (out, summary) = drill(
+    let (out, summary) = drill_ready(
         &[
             "--restarts",
             "1",
