@@ -725,6 +725,10 @@ fn a_build_outlives_no_sigkill_of_hotrun() {
     }
     .wait_for(&["building"]);
     let (shell, job) = (pid_in(&line), field(&line, "job").parse::<i32>().unwrap());
+    // hotrun has handled the build's start (and told its guardian) once it is asleep. (A
+    // SIGKILL in the moment between the spawn and that is not covered: the guardian does
+    // not know the group yet.)
+    h.wait_asleep();
     h.signal(Signal::SIGKILL);
     h.wait();
     // PR_SET_PDEATHSIG takes the shell, the guardian the rest of its group.

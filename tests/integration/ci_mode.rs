@@ -59,6 +59,8 @@ fn the_event_stream_tells_the_same_story_as_the_status_lines() {
     h.signal(Signal::SIGHUP);
     h.expect(&["gen 1 stopped cleanly"]);
     let seen = mono_ns();
+    // gen 2's handlers are in place once it logged its start.
+    sb.log().wait_for(&["start gen=2"]);
     h.signal(Signal::SIGTERM);
     assert_eq!(h.wait().code(), Some(0));
 
@@ -125,6 +127,8 @@ fn a_stop_that_is_not_clean_says_why_in_the_status_line_and_the_event() {
         line.ends_with("but exited with 5: not a clean stop (expected exit 0 or death by SIGTERM)"),
         "{line}"
     );
+    // gen 2's handlers are in place once it logged its start.
+    sb.log().wait_for(&["start gen=2"]);
     h.signal(Signal::SIGTERM);
     assert_eq!(h.wait().code(), Some(5));
     let all = parse_events(&fs::read_to_string(&events).unwrap());

@@ -307,6 +307,8 @@ fn sighup_while_the_old_generation_is_in_its_grace_period_follows_once_it_is_gon
     let mut h = start(&sb, "t", &["--grace", "1h"], &["--cleanup-gate", &gate]);
     h.signal(Signal::SIGHUP);
     h.expect(&["gen 2 started"]);
+    // Its handlers are in place once it logged its start (it is stopped below).
+    log.wait_for(&["start gen=2"]);
     log.wait_for(&["gate gen=1 at=cleanup"]);
     h.signal(Signal::SIGHUP);
     h.expect(&["restart requested (SIGHUP) during a restart"]);

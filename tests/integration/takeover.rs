@@ -198,6 +198,8 @@ fn sigkill_of_hotrun_ends_a_server_waiting_in_accept_and_frees_its_port() {
     let h = fixture_server(&sb, &[], port, &[]);
     let log = sb.log();
     let server = pid_in(&log.wait_for(&["start gen=1"]));
+    // hotrun has handled the start (and told its guardian) once it is asleep.
+    h.wait_asleep();
     // Its accept waits in hotrun (no connection queued) when hotrun dies: the guardian
     // still ends the group, and nothing listens on the port any more (the reservation
     // never listens, and std's bind sets SO_REUSEADDR: only a listener can refuse it).
