@@ -168,7 +168,7 @@ fn a_successful_build_that_changed_the_binary_restarts_once() {
             ..
         }
     )));
-    assert_eq!(signals(&h.spawned(2)), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&h.spawned(2)), vec![(1, STOP)]);
     // The watcher's late news of the same file is not a second restart.
     assert!(spawns(&h.ev(Event::BinaryChanged(Some(sig(2))))).is_empty());
 }
@@ -218,6 +218,7 @@ fn a_change_during_a_build_stops_it_and_builds_again_once_its_group_is_gone() {
     let mut h = serving_with_build();
     h.change("/p/src/main.rs");
     let a = h.change("/p/src/lib.rs");
+    // A build is stopped with SIGTERM, whatever the command's stop signal (STOP here).
     assert_eq!(build_signals(&a), vec![(2, Signal::SIGTERM)]);
     assert!(builds(&a).is_empty(), "not while the old build runs: {a:?}");
     assert!(reported(&a, |s| matches!(

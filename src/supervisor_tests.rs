@@ -11,6 +11,9 @@ use crate::event::{
     Status, StopEnd, Trigger,
 };
 
+/// The stop signal of the test settings: neither SIGTERM nor SIGINT (which shutdowns
+/// forward as they came), so that "sends the stop signal" cannot pass for "sends SIGTERM".
+const STOP: Signal = Signal::SIGUSR2;
 const GRACE: Duration = Duration::from_secs(5);
 const DRAIN: Duration = Duration::from_millis(100);
 
@@ -21,7 +24,7 @@ struct Harness {
 
 fn settings(on_exit: OnExit) -> Settings {
     Settings {
-        stop_signal: Signal::SIGTERM,
+        stop_signal: STOP,
         grace: GRACE,
         debounce: Duration::from_millis(50),
         on_exit,
@@ -166,8 +169,8 @@ fn restart_spawns_the_new_generation_before_stopping_the_old() {
         "nothing is stopped before the exec: {a:?}"
     );
     let a = h.spawned(2);
-    assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
-    let a = h.exited(1, ChildEnd::Signaled(15));
+    assert_eq!(signals(&a), vec![(1, STOP)]);
+    let a = h.exited(1, ChildEnd::Signaled(STOP as i32));
     assert_eq!(reaps(&a), vec![1]);
     assert!(spawns(&a).is_empty());
     assert!(exit(&a).is_none());
@@ -177,7 +180,7 @@ fn restart_spawns_the_new_generation_before_stopping_the_old() {
             generation: Generation(1),
             end,
             ..
-        } if end.is_clean() && end.signal == Signal::SIGTERM
+        } if end.is_clean() && end.signal == STOP
     )));
 }
 
@@ -190,7 +193,7 @@ fn every_trigger_goes_through_the_same_routine() {
         let mut h = running(OnExit::Wait);
         let a = h.ev(trigger);
         assert_eq!(spawns(&a), vec![2]);
-        assert_eq!(signals(&h.spawned(2)), vec![(1, Signal::SIGTERM)]);
+        assert_eq!(signals(&h.spawned(2)), vec![(1, STOP)]);
     }
 }
 
@@ -406,7 +409,7 @@ fn no_restart_during_shutdown() {
 fn a_closed_terminal_shuts_down_with_the_stop_signal() {
     let mut h = running(OnExit::Wait);
     let a = h.ev(Event::Shutdown(ShutdownSignal::TerminalClosed));
-    assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&a), vec![(1, STOP)]);
 }
 
 #[test]
@@ -426,7 +429,7 @@ fn a_group_that_outlives_its_leader_is_stopped_and_waited_for() {
         group_empty: false,
     });
     assert!(reaps(&a).is_empty(), "the leader keeps the pgid reserved");
-    assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&a), vec![(1, STOP)]);
     let a = h.tick();
     assert!(a.contains(&Action::CheckGroup {
         generation: Generation(1)
@@ -453,13 +456,14 @@ fn stragglers_get_the_stop_signal_again_when_the_leader_exits() {
     h.hup();
     h.spawned(2);
     let deadline = h.sup.next_deadline();
-    // gen 1's leader exits on SIGTERM, but a process it forked at that moment is left.
+    // gen 1's leader exits on its stop signal, but a process it forked at that moment is
+    // left.
     let a = h.ev(Event::LeaderExited {
         generation: Generation(1),
         end: ChildEnd::Exited(0),
         group_empty: false,
     });
-    assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&a), vec![(1, STOP)]);
     assert!(!reported(&a, |s| matches!(s, Status::Lingering { .. })));
     assert!(
         h.sup.next_deadline() <= deadline,
@@ -482,7 +486,7 @@ fn all_spawns(batches: &[Vec<Action>]) -> Vec<(u64, Trigger)> {
         .collect()
 }
 
-/// A fixed-port restart: gen 2 fails to bind while gen 1 (killed by SIGTERM at once)
+/// A fixed-port restart: gen 2 fails to bind while gen 1 (killed by its stop signal at once)
 /// holds the port. The two exits are fed in `order`, `gap` apart; exactly one retry
 /// (gen 3) must follow, whichever exit comes first.
 fn fixed_port_race(on_exit: OnExit, old_first: bool, gap: Duration) -> (Harness, Vec<Vec<Action>>) {
@@ -490,7 +494,7 @@ fn fixed_port_race(on_exit: OnExit, old_first: bool, gap: Duration) -> (Harness,
     h.hup();
     h.spawned(2);
     let mut batches = Vec::new();
-    let old = (1, ChildEnd::Signaled(libc::SIGTERM));
+    let old = (1, ChildEnd::Signaled(STOP as i32));
     let new = (2, ChildEnd::Exited(98));
     let order = if old_first { [old, new] } else { [new, old] };
     for (g, end) in order {
@@ -597,24 +601,41 @@ fn exit_policy_wait_restarts_on_the_next_trigger_only() {
 #[test]
 fn exit_policy_restart_backs_off_while_it_keeps_crashing() {
     let mut h = running(OnExit::Restart);
+    // Quick exits until the delay has been at its maximum twice.
     let mut delays = Vec::new();
-    for g in 1..=4 {
+    let mut g = 1;
+    while delays.iter().filter(|d| **d == BACKOFF_MAX).count() < 2 {
+        assert!(
+            g < 100,
+            "the delay never reached {BACKOFF_MAX:?}: {delays:?}"
+        );
         h.advance(Duration::from_millis(10));
         let a = h.exited(g, ChildEnd::Exited(1));
         let before = h.now;
         let a2 = h.tick();
-        delays.push(h.now - before);
-        assert!(reported(&a, |s| matches!(s, Status::Backoff { .. })));
+        let waited = h.now - before;
+        delays.push(waited);
+        assert!(
+            reported(
+                &a,
+                |s| matches!(s, Status::Backoff { delay } if *delay == waited)
+            ),
+            "the delay is told as it is: {a:?}"
+        );
         assert_eq!(spawns(&a2), vec![g + 1]);
         h.spawned(g + 1);
+        g += 1;
     }
-    assert_eq!(
-        delays,
-        [100, 200, 400, 800].map(Duration::from_millis).to_vec()
-    );
+    // The first delay, then each the double of the one before, up to the maximum.
+    let mut expected = BACKOFF_FIRST;
+    for (n, delay) in delays.iter().enumerate() {
+        assert_eq!(*delay, expected, "delay {n} of {delays:?}");
+        assert_eq!(*delay, backoff(u32::try_from(n).unwrap_or(u32::MAX)));
+        expected = (expected * 2).min(BACKOFF_MAX);
+    }
     // A generation that stayed up resets the backoff.
     h.advance(BACKOFF_RESET);
-    h.exited(5, ChildEnd::Exited(1));
+    h.exited(g, ChildEnd::Exited(1));
     let before = h.now;
     h.tick();
     assert_eq!(h.now - before, BACKOFF_FIRST);
@@ -702,7 +723,7 @@ fn the_old_generation_is_stopped_only_once_the_new_one_is_ready() {
     assert!(signals(&h.ready(1)).is_empty());
     h.advance(Duration::from_millis(200));
     let a = h.ready(2);
-    assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&a), vec![(1, STOP)]);
     assert!(reported(&a, |s| matches!(
         s,
         Status::Ready { generation: Generation(2), after, how: "READY=1" } if *after == Duration::from_millis(200)
@@ -729,7 +750,7 @@ fn a_new_generation_that_exits_before_ready_is_rolled_back() {
     let a = h.ev(Event::BinaryChanged(Some(sig(3))));
     assert_eq!(spawns(&a), vec![3]);
     h.spawned(3);
-    assert_eq!(signals(&h.ready(3)), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&h.ready(3)), vec![(1, STOP)]);
 }
 
 #[test]
@@ -738,7 +759,7 @@ fn a_new_generation_not_ready_in_time_is_stopped_and_the_old_keeps_serving() {
     h.hup();
     h.spawned(2);
     let a = h.tick();
-    assert_eq!(signals(&a), vec![(2, Signal::SIGTERM)]);
+    assert_eq!(signals(&a), vec![(2, STOP)]);
     assert!(reported(&a, |s| matches!(
         s,
         Status::NotReady {
@@ -747,7 +768,7 @@ fn a_new_generation_not_ready_in_time_is_stopped_and_the_old_keeps_serving() {
             ..
         }
     )));
-    let a = h.exited(2, ChildEnd::Signaled(15));
+    let a = h.exited(2, ChildEnd::Signaled(STOP as i32));
     assert_eq!(reaps(&a), vec![2]);
     assert!(signals(&a).is_empty());
     // The next trigger tries again.
@@ -762,7 +783,7 @@ fn delay_readiness_counts_the_time_it_stayed_up() {
     h.spawned(2);
     let a = h.tick();
     assert_eq!(h.now, spawned + Duration::from_millis(300));
-    assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&a), vec![(1, STOP)]);
 }
 
 #[test]
@@ -809,7 +830,7 @@ fn a_first_generation_that_never_gets_ready_keeps_running() {
     // It is the current generation now: a restart replaces it the normal way.
     h.hup();
     h.spawned(2);
-    assert_eq!(signals(&h.ready(2)), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&h.ready(2)), vec![(1, STOP)]);
 }
 
 #[test]
@@ -925,8 +946,8 @@ fn a_generation_replacing_a_listening_one_is_ready_once_it_listens_too() {
         generation: Generation(1)
     }));
     assert!(signals(&a).is_empty());
-    assert_eq!(signals(&h.drained(1, 0)), vec![(1, Signal::SIGTERM)]);
-    let a = h.exited(1, ChildEnd::Signaled(libc::SIGTERM));
+    assert_eq!(signals(&h.drained(1, 0)), vec![(1, STOP)]);
+    let a = h.exited(1, ChildEnd::Signaled(STOP as i32));
     assert!(reported(&a, |s| matches!(s, Status::Stopped { .. })));
 }
 
@@ -963,7 +984,7 @@ fn a_new_generation_that_never_listens_is_stopped_after_the_ready_timeout() {
             ..
         }
     )));
-    assert_eq!(signals(&a), vec![(2, Signal::SIGTERM)]);
+    assert_eq!(signals(&a), vec![(2, STOP)]);
 }
 
 #[test]
@@ -972,13 +993,13 @@ fn without_a_listening_generation_or_with_ready_exec_there_is_no_gate() {
     let mut h = running(OnExit::Wait);
     h.hup();
     let a = h.spawned(2);
-    assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&a), vec![(1, STOP)]);
     assert!(drains(&a).is_empty());
     // --ready exec: ready at exec even though gen 1 listens; gen 1 is still drained.
     let mut h = listening_and_restarted(Readiness::Exec);
     let a = h.spawned(2);
     assert_eq!(drains(&a), vec![1]);
-    assert_eq!(signals(&h.tick_drained(1, 0)), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&h.tick_drained(1, 0)), vec![(1, STOP)]);
 }
 
 #[test]
@@ -1010,7 +1031,7 @@ fn a_generation_that_only_accepts_on_a_held_socket_is_drained_without_a_gate() {
     let a = h.spawned(2);
     assert_eq!(drains(&a), vec![1]);
     assert!(signals(&a).is_empty());
-    assert_eq!(signals(&h.tick_drained(1, 0)), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&h.tick_drained(1, 0)), vec![(1, STOP)]);
 }
 
 #[test]
@@ -1023,7 +1044,7 @@ fn a_zero_drain_stops_at_once_and_a_shutdown_ends_a_drain() {
     h.spawned(2);
     let a = h.listens(2, false);
     assert_eq!(drains(&a), vec![1]);
-    assert_eq!(signals(&a), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&a), vec![(1, STOP)]);
 
     let mut h = listening_and_restarted(Readiness::Auto);
     h.spawned(2);
@@ -1055,7 +1076,7 @@ fn a_draining_generation_is_stopped_once_its_connections_are_closed_or_at_the_mo
     let a = h.tick_drained(1, 1);
     assert!(signals(&a).is_empty());
     // Both done: stopped now.
-    assert_eq!(signals(&h.tick_drained(1, 0)), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&h.tick_drained(1, 0)), vec![(1, STOP)]);
 
     // A connection that never closes (keep-alive) holds it up to DRAIN_MAX, no more.
     let mut h = listening_and_restarted(Readiness::Auto);
@@ -1069,7 +1090,7 @@ fn a_draining_generation_is_stopped_once_its_connections_are_closed_or_at_the_mo
             break;
         }
     }
-    assert_eq!(signals(&last), vec![(1, Signal::SIGTERM)]);
+    assert_eq!(signals(&last), vec![(1, STOP)]);
     assert_eq!(h.now - start, DRAIN_MAX);
     assert!(reported(&last, |s| matches!(
         s,
@@ -1106,7 +1127,7 @@ fn stop_end_of(actions: &[Action], g: u64) -> Option<StopEnd> {
 
 #[test]
 fn a_stop_remembers_the_signal_it_sent() {
-    // SIGINT as the stop signal, so that "the stop signal" cannot pass for SIGTERM.
+    // SIGINT as the stop signal (the one a shutdown by Ctrl-C forwards too).
     let mut h = spawned_first(Settings {
         stop_signal: Signal::SIGINT,
         ..settings(OnExit::Wait)
@@ -1136,13 +1157,13 @@ fn a_signal_forwarded_to_a_stopping_generation_counts_as_sent() {
     let mut h = running(OnExit::Wait);
     h.hup();
     h.spawned(2);
-    // Ctrl-C while gen 1 is still in its grace period on SIGTERM.
+    // Ctrl-C while gen 1 is still in its grace period on its stop signal.
     let a = h.ev(Event::Shutdown(ShutdownSignal::Interrupt));
     assert!(signals(&a).contains(&(1, Signal::SIGINT)), "{a:?}");
     let end = stop_end_of(&h.exited(1, ChildEnd::Signaled(libc::SIGINT)), 1);
     assert_eq!(
         end.map(|e| (e.signal, e.also, e.is_clean())),
-        Some((Signal::SIGTERM, Some(Signal::SIGINT), true))
+        Some((STOP, Some(Signal::SIGINT), true))
     );
 }
 
@@ -1180,7 +1201,7 @@ impl Harness {
         all.extend(self.tick());
         assert_eq!(spawns(&all), vec![old + 1], "{all:?}");
         all.extend(self.spawned(old + 1));
-        all.extend(self.exited(old, ChildEnd::Signaled(15)));
+        all.extend(self.exited(old, ChildEnd::Signaled(STOP as i32)));
         all
     }
 }
@@ -1232,7 +1253,7 @@ fn another_path_or_trigger_breaks_the_streak() {
     // A SIGHUP restart in between.
     assert_eq!(spawns(&h.hup()), vec![g + 1]);
     h.spawned(g + 1);
-    h.exited(g, ChildEnd::Signaled(15));
+    h.exited(g, ChildEnd::Signaled(STOP as i32));
     g += 1;
     for _ in 1..SELF_WRITE_STREAK {
         told.extend(self_writes_told(&h.restart_from_change(
@@ -1278,7 +1299,7 @@ fn a_change_queued_during_a_restart_counts_when_its_restart_begins() {
             reported(&a, |s| matches!(s, Status::Queued { .. })),
             "{a:?}"
         );
-        let a = h.exited(g - 1, ChildEnd::Signaled(15));
+        let a = h.exited(g - 1, ChildEnd::Signaled(STOP as i32));
         assert_eq!(spawns(&a), vec![g + 1], "{a:?}");
         told.extend(self_writes_told(&a));
     }

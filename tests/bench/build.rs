@@ -191,7 +191,7 @@ fn run(hotrun: &Path, contender: Contender, pace: Option<Duration>, edits: u32) 
     let project = CargoProject::new(&dir.path().join("proj"), "bench_server", false);
     // Warm: the tools start from a built project; each edit is an incremental build.
     project.build_now();
-    let (_reserved, own_port) = crate::own_port::reserve_port();
+    let (_reserved, own_port) = crate::ports::reserve_port();
     let address = format!("127.0.0.1:{own_port}");
     let binary = project.binary();
     let events = dir.path().join("events.jsonl");

@@ -266,7 +266,8 @@ pub(crate) fn hotrun_broken_builds(hotrun: &Path, fixture: &Path, rounds: usize)
 /// (stop, then start: no readiness gate).
 pub(crate) fn systemfd_watchexec_restarts(fixture: &Path, restarts: usize) -> LoadResult {
     let crate::Scratch { dir, app, log } = crate::scratch("hotrun-load-", fixture);
-    let port = free_port();
+    // systemfd binds the port itself (with SO_REUSEADDR): reserved for the run.
+    let (_reserved, port) = crate::ports::reserve_port();
     let mut child = crate::spawn_tracked(
         Command::new("systemfd")
             .args([
@@ -322,40 +323,32 @@ pub(crate) fn wait_log_count(log: &Path, needle: &str, n: usize) {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// hotrun without passed sockets: the server binds its fixed port itself, 200 ms after it
 /// starts. Every restart leaves a gap in which connections are refused, and a restart
 /// must still end with the newer generation serving (it may have lost the port to the old
 /// one and been started again): counted as "served after restart".
 pub(crate) fn hotrun_fixed_port(hotrun: &Path, fixture: &Path, restarts: usize) -> LoadResult {
-    let crate::Scratch { dir, app, log } = crate::scratch("hotrun-load-", fixture);
-    let port_file = dir.path().join("port");
+    let crate::Scratch {
+        dir: _dir,
+        app,
+        log,
+    } = crate::scratch("hotrun-load-", fixture);
+    // Reserved for the run: nothing else takes it while no generation holds it.
+    let (_reserved, port) = crate::ports::reserve_port();
     let mut child = crate::spawn_tracked(
         Command::new(hotrun)
             .args(["--quiet", "--"])
             .arg(&app)
             .arg("--log")
             .arg(&log)
-            .arg("--port-file")
-            .arg(&port_file)
+            .arg("--port")
+            .arg(port.to_string())
             .args(["--startup-ms", STARTUP_MS])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
     wait_log_count(&log, "listening gen=", 1);
-    let port = std::fs::read_to_string(&port_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     let client = Client::start(port);
     assert!(client.wait_newer(0), "the first generation never answered");
     let mut served = 0;

@@ -22,6 +22,8 @@ mod build;
 mod cargo_project;
 mod load;
 mod own_port;
+#[path = "../shared/ports.rs"]
+mod ports;
 
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};

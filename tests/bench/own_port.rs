@@ -5,45 +5,18 @@
 //! call.
 
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{
-    AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, setsockopt, socket, sockopt,
-};
-
 use crate::load::{Client, LoadResult, STARTUP_MS};
+use crate::ports::reserve_port;
 use crate::{Scratch, Tool, copy_rename, scratch, stop_tracked, which};
 
 /// The targets for hotrun with takeover.
 const TARGET_GAP_MS: f64 = 10.0;
 const TARGET_PASSING_BIND_US: f64 = 20.0;
-
-/// A port reserved for the run: bound with SO_REUSEADDR and never listening, so the
-/// servers (which set SO_REUSEADDR too) can bind it and nothing else takes it.
-pub(crate) fn reserve_port() -> (OwnedFd, u16) {
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        // Close-on-exec is set right below (macOS has no SOCK_CLOEXEC); the bench starts
-        // no process in between.
-        SockFlag::empty(),
-        None,
-    )
-    .unwrap();
-    nix::fcntl::fcntl(
-        &fd,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .unwrap();
-    setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
-    bind(fd.as_raw_fd(), &SockaddrIn::new(0, 0, 0, 0, 0)).unwrap();
-    let port = getsockname::<SockaddrIn>(fd.as_raw_fd()).unwrap().port();
-    (fd, port)
-}
 
 /// The tools of the run: hotrun with and without takeover, and the peers on the PATH.
 fn contenders(hotrun: &Path) -> Vec<(String, Tool, &'static [&'static str])> {

@@ -44,6 +44,11 @@ fn start(
     (h, port)
 }
 
+/// The cargo project in `sb/proj`, if cargo can be run (see `have`).
+fn project(sb: &Sandbox, name: &str, gate: bool) -> Option<CargoProject> {
+    have(&CargoProject::cargo()).then(|| CargoProject::new(&sb.path("proj"), name, gate))
+}
+
 /// Asks until `version` answers; returns the answer.
 fn wait_version(h: &Hotrun, port: u16, version: &str) -> String {
     let end = Instant::now() + DEADLINE;
@@ -105,10 +110,9 @@ impl Gate {
 
     /// The pids of the build scripts that ran so far, in order.
     fn builds(&self) -> Vec<i32> {
-        fs::read_to_string(self.dir.join("builds"))
-            .unwrap_or_default()
-            .lines()
-            .map(pid_in)
+        complete_lines(&fs::read_to_string(self.dir.join("builds")).unwrap_or_default())
+            .iter()
+            .map(|l| pid_in(l))
             .collect()
     }
 
@@ -126,8 +130,13 @@ impl Gate {
 #[test]
 fn an_edit_is_built_and_then_the_new_code_answers() {
     let sb = Sandbox::new();
-    let p = CargoProject::new(&sb.path("proj"), "tiny_edit", false);
+    let Some(p) = project(&sb, "tiny_edit", false) else {
+        return;
+    };
     let events_path = sb.path("events.jsonl");
+    // What the test saw of each build: from before it could start to after its end.
+    let mut windows = Vec::new();
+    let before = mono_ns();
     let (mut h, port) = start(
         &p,
         &["--watch", "src", "--events", events_path.to_str().unwrap()],
@@ -136,12 +145,15 @@ fn an_edit_is_built_and_then_the_new_code_answers() {
     // The start-up build comes before generation 1.
     h.expect(&["build started (start)"]);
     h.expect(&["build finished in"]);
+    windows.push(ms_between(before, mono_ns()));
     h.expect(&["gen 1 started", "(start)"]);
     assert!(wait_version(&h, port, "1").contains("gen=1"));
 
+    let before = mono_ns();
     p.write_version("2");
     h.expect(&["build started (src/main.rs changed)"]);
     let finished = h.expect(&["build finished in"]);
+    windows.push(ms_between(before, mono_ns()));
     assert!(!finished.contains("did not change"), "{}", h.transcript());
     h.expect(&["gen 2 started", "(binary changed)"]);
     assert!(wait_version(&h, port, "2").contains("gen=2"));
@@ -156,18 +168,25 @@ fn an_edit_is_built_and_then_the_new_code_answers() {
     assert_eq!(triggers, ["start", "src/main.rs changed"]);
     let finished = events(&events_path, "build_finished");
     assert_eq!(finished.len(), 2, "{finished:?}");
-    for e in &finished {
+    for (e, window) in finished.iter().zip(windows) {
         assert_eq!(e["ok"], true, "{e}");
         assert_eq!(e["code"], 0, "{e}");
         assert_eq!(e["then"], "restart", "{e}");
-        assert!(e["duration_ms"].as_f64().unwrap() > 0.0, "{e}");
+        // A real build takes some time, and no longer than the test saw it take.
+        let took = e["duration_ms"].as_f64().unwrap();
+        assert!(
+            took > 0.0 && took <= window + 0.001,
+            "{e}: the test saw {window} ms"
+        );
     }
 }
 
 #[test]
 fn a_failed_build_keeps_the_old_code_answering_and_the_fix_replaces_it() {
     let sb = Sandbox::new();
-    let p = CargoProject::new(&sb.path("proj"), "tiny_broken", false);
+    let Some(p) = project(&sb, "tiny_broken", false) else {
+        return;
+    };
     let events_path = sb.path("events.jsonl");
     let (mut h, port) = start(
         &p,
@@ -205,10 +224,17 @@ fn a_failed_build_keeps_the_old_code_answering_and_the_fix_replaces_it() {
 fn an_edit_during_a_build_stops_it_and_the_newest_code_runs() {
     let sb = Sandbox::new();
     let gate = Gate::new(&sb, true);
-    let p = CargoProject::new(&sb.path("proj"), "tiny_during", true);
-    let (mut h, port) = start(&p, &["--watch", "src"], |cmd| {
-        cmd.env("TINY_GATE", &gate.dir);
-    });
+    let Some(p) = project(&sb, "tiny_during", true) else {
+        return;
+    };
+    let events_path = sb.path("events.jsonl");
+    let (mut h, port) = start(
+        &p,
+        &["--watch", "src", "--events", events_path.to_str().unwrap()],
+        |cmd| {
+            cmd.env("TINY_GATE", &gate.dir);
+        },
+    );
     h.expect(&["gen 1 started"]);
     wait_version(&h, port, "1");
     let before = gate.builds().len();
@@ -217,6 +243,7 @@ fn an_edit_during_a_build_stops_it_and_the_newest_code_runs() {
     p.write_version("2");
     let stale = gate.wait_build(before + 1, &h);
     // The build of version 2 waits at the gate; version 3 is saved meanwhile.
+    let saved = mono_ns();
     p.write_version("3");
     h.expect(&["build stopped: src/main.rs changed during it; building again"]);
     let fresh = gate.wait_build(before + 2, &h);
@@ -228,11 +255,25 @@ fn an_edit_during_a_build_stops_it_and_the_newest_code_runs() {
         "the stopped build's script {stale} still runs"
     );
     h.expect(&["build started (src/main.rs changed)"]);
+    // hotrun has noted the build's start by now; the build cannot end before the gate
+    // opens. Meanwhile the old code answers.
+    let held = mono_ns();
+    assert_eq!(version_of(&ask(port, ASK).expect("gen 1 answers")), "1");
+    let held = ms_between(held, mono_ns());
     gate.open();
     h.expect(&["build finished in"]);
+    let window = ms_between(saved, mono_ns());
     h.expect(&["gen 2 started", "(binary changed)"]);
     assert!(wait_version(&h, port, "3").contains("gen=2"));
     stop(&mut h);
+    // The build lasted at least as long as the test held it, and no longer than the test
+    // saw it run.
+    let finished = events(&events_path, "build_finished");
+    let took = finished.last().unwrap()["duration_ms"].as_f64().unwrap();
+    assert!(
+        held <= took && took <= window + 0.001,
+        "{took} ms, held {held} ms, seen {window} ms: {finished:?}"
+    );
     // Version 2 never ran: the stopped build made no binary, so no restart came of it.
     assert_eq!(h.count(&["gen 3 started"]), 0, "{}", h.transcript());
     assert_eq!(h.count(&["build finished in"]), 2, "{}", h.transcript());
@@ -243,7 +284,9 @@ fn an_edit_during_a_build_stops_it_and_the_newest_code_runs() {
 fn sigint_during_a_build_stops_its_whole_group_and_leaves_nothing_running() {
     let sb = Sandbox::new();
     let gate = Gate::new(&sb, false);
-    let p = CargoProject::new(&sb.path("proj"), "tiny_sigint", true);
+    let Some(p) = project(&sb, "tiny_sigint", true) else {
+        return;
+    };
     let (mut h, _port) = start(&p, &["--watch", "src"], |cmd| {
         cmd.env("TINY_GATE", &gate.dir);
     });
@@ -283,7 +326,9 @@ fn sigint_during_a_build_stops_its_whole_group_and_leaves_nothing_running() {
 #[test]
 fn without_watch_the_current_directory_is_watched_but_never_the_builds_own_output() {
     let sb = Sandbox::new();
-    let p = CargoProject::new(&sb.path("proj"), "tiny_cwd", false);
+    let Some(p) = project(&sb, "tiny_cwd", false) else {
+        return;
+    };
     // hotrun's events are written into the watched directory: they must not build either.
     let (mut h, port) = start(&p, &["--events", "events.jsonl"], |_| {});
     let watching = h.expect(&["--build without --watch"]);
@@ -417,12 +462,13 @@ fn a_build_that_ignores_the_stop_signal_is_killed_with_its_whole_group() {
     let log = sb.log();
     let src = sb.path("src");
     fs::create_dir(&src).unwrap();
-    // The build forks a background job that ignores SIGINT and SIGTERM, and waits for a
-    // gate that never opens.
+    // The build forks a background job that ignores SIGINT and SIGTERM (and says so once
+    // it does), and waits for a gate that never opens.
     let build = script(
         &sb,
         "build.sh",
-        "(trap '' INT TERM; exec sleep 1000) &\necho \"building pid=$$ job=$!\" >> builds\n\
+        "(trap '' INT TERM; echo 'job ignores INT TERM' >> builds; exec sleep 1000) &\n\
+         echo \"building pid=$$ job=$!\" >> builds\n\
          while ! test -e gate; do sleep 0.01; done",
     );
     let mut h = Hotrun::start(&[
@@ -442,6 +488,8 @@ fn a_build_that_ignores_the_stop_signal_is_killed_with_its_whole_group() {
     };
     let line = builds.wait_for(&["building"]);
     let (shell, job) = (pid_in(&line), field(&line, "job").parse::<i32>().unwrap());
+    // Not before the job ignores the signal (it did not, at times, and died of it).
+    builds.wait_for(&["job ignores INT TERM"]);
     h.signal(Signal::SIGINT);
     h.expect(&["build still running 300 ms after the stop signal; sending SIGKILL"]);
     let stopped = h.expect(&["build stopped after"]);
@@ -677,6 +725,10 @@ fn a_build_outlives_no_sigkill_of_hotrun() {
     }
     .wait_for(&["building"]);
     let (shell, job) = (pid_in(&line), field(&line, "job").parse::<i32>().unwrap());
+    // hotrun has handled the build's start (and told its guardian) once it is asleep. (A
+    // SIGKILL in the moment between the spawn and that is not covered: the guardian does
+    // not know the group yet.)
+    h.wait_asleep();
     h.signal(Signal::SIGKILL);
     h.wait();
     // PR_SET_PDEATHSIG takes the shell, the guardian the rest of its group.
@@ -713,8 +765,7 @@ func main() {
 #[cfg(target_os = "linux")]
 #[test]
 fn go_build_writing_the_same_binary_anew_restarts_nothing() {
-    if Command::new("go").arg("version").output().is_err() {
-        skip("go is not installed");
+    if !have("go") {
         return;
     }
     let sb = Sandbox::new();

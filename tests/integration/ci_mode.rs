@@ -41,14 +41,26 @@ fn parse_events(text: &str) -> Vec<LifecycleEvent> {
 fn the_event_stream_tells_the_same_story_as_the_status_lines() {
     let sb = Sandbox::new();
     let events = sb.path("events.jsonl");
+    let before = mono_ns();
     let mut h = start_fixture(
         &sb,
         &["--events", events.to_str().unwrap()],
         &["--cleanup-code", "0"],
     );
     h.expect(&["gen 1 started"]);
+    // hotrun has noted gen 1's start by now (it may note it a moment after the child
+    // began to run, so the child's own start time is no bound).
+    let started = mono_ns();
+    sb.log().wait_for(&["start gen=1"]);
+    // Settled: it is idle after the start (this takes a few ms at least).
+    #[cfg(target_os = "linux")]
+    h.wait_idle();
+    let sighup = mono_ns();
     h.signal(Signal::SIGHUP);
     h.expect(&["gen 1 stopped cleanly"]);
+    let seen = mono_ns();
+    // gen 2's handlers are in place once it logged its start.
+    sb.log().wait_for(&["start gen=2"]);
     h.signal(Signal::SIGTERM);
     assert_eq!(h.wait().code(), Some(0));
 
@@ -84,7 +96,15 @@ fn the_event_stream_tells_the_same_story_as_the_status_lines() {
         (Some(1), Some(true), Some(false))
     );
     assert_eq!((old.code, old.clean), (Some(0), Some(true)));
-    assert!(old.alive_ms.is_some_and(|ms| ms > 0.0));
+    // gen 1 lived at least from when hotrun had noted its start to the SIGHUP, and no
+    // longer than the test watched hotrun (to the microsecond hotrun rounds to).
+    let alive = old.alive_ms.unwrap();
+    assert!(
+        alive >= ms_between(started, sighup) - 0.001 && alive <= ms_between(before, seen) + 0.001,
+        "alive_ms {alive}: not within {} ..= {} ms\n{text}",
+        ms_between(started, sighup),
+        ms_between(before, seen)
+    );
     assert_eq!(all[5].signal.as_deref(), Some("SIGTERM"));
     // One status line per lifecycle event that has one.
     assert_eq!(h.count(&["started in"]), 2);
@@ -107,6 +127,8 @@ fn a_stop_that_is_not_clean_says_why_in_the_status_line_and_the_event() {
         line.ends_with("but exited with 5: not a clean stop (expected exit 0 or death by SIGTERM)"),
         "{line}"
     );
+    // gen 2's handlers are in place once it logged its start.
+    sb.log().wait_for(&["start gen=2"]);
     h.signal(Signal::SIGTERM);
     assert_eq!(h.wait().code(), Some(5));
     let all = parse_events(&fs::read_to_string(&events).unwrap());
@@ -228,29 +250,19 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Whether python3 can be run. Missing, it fails the test when `CI=true` (a CI machine
-/// must not skip silently), and otherwise says loudly that the test is skipped.
-fn python3_available(test: &str) -> bool {
-    if Command::new("python3").arg("--version").output().is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: python3 is missing, and CI=true: install it (.ci/run does)"
-    );
-    eprintln!("SKIPPED {test}: python3 is not installed");
-    false
-}
-
 #[test]
 fn a_drill_passes_on_a_well_behaved_server() {
     // hotrun binds port 0; the probe's port 0 means "that port". The grace period is long:
     // the server stops on its own, and a clean stop is one that needs no SIGKILL.
     for probe in ["http://127.0.0.1:0/health", "tcp:127.0.0.1:0"] {
         let sb = Sandbox::new();
+        let events = sb.path("events.jsonl");
+        let before = mono_ns();
         let (out, summary) = drill_in(
             &sb,
             &[
+                "--events",
+                events.to_str().unwrap(),
                 "--restarts",
                 "2",
                 "--pause",
@@ -266,6 +278,7 @@ fn a_drill_passes_on_a_well_behaved_server() {
             ],
             &["--listen-fd", "--notify", "--http", "--startup-ms", "100"],
         );
+        let took = ms_between(before, mono_ns());
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{probe}\n{stdout}\n{stderr}");
@@ -281,10 +294,27 @@ fn a_drill_passes_on_a_well_behaved_server() {
                 (&n.into(), &(n + 1).into(), &true.into()),
                 "{summary}"
             );
-            // Facts, not rates: it was ready by READY=1, and the server answered a probe
-            // once the restart was over (the one that ended the restart's window).
-            assert!(row["ready_ms"].is_number(), "{summary}");
-            assert!(row["answered_ms"].is_number(), "{summary}");
+            // Facts, not rates: the new generation was ready by READY=1 (the time the
+            // event stream gives for it), and the server answered a probe once the
+            // restart was over (the one that ended the restart's window). That is after
+            // READY=1, which the server sends 100 ms after it starts at the earliest (its
+            // --startup-ms), and it started after the restart was asked for. All within
+            // the drill's run.
+            let ready = row["ready_ms"].as_f64().unwrap();
+            let told = read_events(&events)
+                .into_iter()
+                .find(|e| e["event"] == "ready" && e["gen"] == n + 1)
+                .and_then(|e| e["ms"].as_f64())
+                .unwrap();
+            let answered = row["answered_ms"].as_f64().unwrap();
+            assert!(
+                (ready - told).abs() < 0.001
+                    && ready > 0.0
+                    && ready <= answered
+                    && (100.0..=took).contains(&answered),
+                "ready {ready} ms (the event: {told}), answered {answered} ms, the drill took \
+                 {took} ms\n{summary}"
+            );
             assert!(row["probes"].as_u64().is_some_and(|n| n >= 1), "{summary}");
             assert_eq!(row["failed_probes"], 0, "{summary}");
         }
@@ -310,8 +340,19 @@ fn a_drill_passes_on_a_well_behaved_server() {
     }
 }
 
+/// `hotrun drill` over the fixture, which says READY=1 once its signal handlers are in
+/// place: no restart or final stop comes before them (with `--pause 0s`, one could come
+/// while the server still starts, and kill it by the default action: a clean stop).
+fn drill_ready(hotrun_args: &[&str], fixture_args: &[&str]) -> (Output, String) {
+    let mut hotrun_args = hotrun_args.to_vec();
+    hotrun_args.extend(["--ready", "notify"]);
+    let mut fixture_args = fixture_args.to_vec();
+    fixture_args.push("--notify");
+    drill(&hotrun_args, &fixture_args)
+}
+
 fn assert_drill_fails(hotrun_args: &[&str], fixture_args: &[&str], message: &str) {
-    let (out, summary) = drill(hotrun_args, fixture_args);
+    let (out, summary) = drill_ready(hotrun_args, fixture_args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -386,7 +427,7 @@ fn a_drill_passes_on_a_server_that_dies_of_the_stop_signal_or_says_so_like_a_she
             "(exited with 143 = 128 + SIGTERM, the stop signal it was sent)",
         ),
     ] {
-        let (out, summary) = drill(
+        let (out, summary) = drill_ready(
             &["--restarts", "1", "--pause", "0s", "--grace", "60s"],
             fixture_args,
         );
@@ -405,6 +446,32 @@ fn a_drill_passes_on_a_server_that_dies_of_the_stop_signal_or_says_so_like_a_she
         let json: serde_json::Value = serde_json::from_str(&summary).unwrap();
         assert_eq!(json["passed"], true);
     }
+    // With another stop signal, a restart sends that one, and death by it is the clean
+    // stop (not death by SIGTERM).
+    let (out, summary) = drill_ready(
+        &[
+            "--restarts",
+            "1",
+            "--pause",
+            "0s",
+            "--grace",
+            "60s",
+            "--stop-signal",
+            "INT",
+        ],
+        &["--die-by-signal"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("gen 1: sent SIGINT")
+            && stderr.contains("gen 1 stopped cleanly in")
+            && stderr.contains("(killed by SIGINT, the stop signal it was sent)"),
+        "{stderr}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(json["passed"], true, "{summary}");
 }
 
 #[test]
@@ -600,7 +667,7 @@ fn events_to_stdout_carry_only_json_and_the_childs_output_goes_to_stderr() {
 
 #[test]
 fn a_drill_of_python_http_server_reports_json_lines_only_and_passes() {
-    if !python3_available("a_drill_of_python_http_server_reports_json_lines_only_and_passes") {
+    if !have("python3") {
         return;
     }
     // http.server as people run it: no SIGTERM handler (it dies of the stop signal), its

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::harness::*;
+use crate::ports::reserve_port;
 
 const FAKE_CARGO: &str = r#"#!/bin/sh
 # `cargo build --release …` for the demo test: the prebuilt binaries, renamed into place.
@@ -42,10 +43,14 @@ fn the_demo_finds_its_binaries_in_cargo_target_dir() {
         std::env::var("PATH").unwrap_or_default()
     );
     let target = sb.path("elsewhere");
+    // The demo's port, reserved for the test's life (the demo would otherwise pick one by
+    // binding and releasing it, which another process may take in between).
+    let (_reserved, port) = reserve_port();
     let out = Command::new("bash")
         .arg(repo.join(".ci/demo"))
         .env("PATH", path)
         .env("CARGO_TARGET_DIR", &target)
+        .env("PORT", port.to_string())
         .env("HOTRUN_BIN", hotrun_exe())
         .env("DEMO_BIN", example("demo-server"))
         .stdin(Stdio::null())

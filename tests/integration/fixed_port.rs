@@ -11,6 +11,7 @@ use std::path::Path;
 use nix::sys::signal::Signal;
 
 use crate::harness::*;
+use crate::ports::reserve_port;
 
 /// The generation answering on `port` now, if any.
 fn serving(port: u16) -> Option<u64> {
@@ -34,17 +35,33 @@ fn wait_newer(h: &Hotrun, port: u16, after: u64, what: &str) -> u64 {
     found
 }
 
-/// hotrun over the fixture as a fixed-port server; returns hotrun, the port and the
-/// generation serving it.
-fn start(sb: &Sandbox, fixture_args: &[&str]) -> (Hotrun, u16, u64) {
-    let port_file = sb.path("port");
-    let mut args = vec!["--port-file", port_file.to_str().unwrap()];
+/// A fixed-port server under hotrun: the port (reserved for the test's life, so that no
+/// other process takes it between two generations), hotrun, and the generation serving.
+struct Server {
+    _reserved: std::os::fd::OwnedFd,
+    port: u16,
+    h: Hotrun,
+    first: u64,
+}
+
+/// hotrun (`--no-takeover`, and `hotrun_args`) over the fixture as a server on a fixed
+/// port.
+fn start(sb: &Sandbox, hotrun_args: &[&str], fixture_args: &[&str]) -> Server {
+    let (reserved, port) = reserve_port();
+    let port_arg = port.to_string();
+    let mut args = vec!["--port", &port_arg];
     args.extend(fixture_args);
-    let h = start_fixture(sb, &["--no-takeover"], &args);
+    let mut with_plain = vec!["--no-takeover"];
+    with_plain.extend(hotrun_args);
+    let h = start_fixture(sb, &with_plain, &args);
     sb.log().wait_for(&["listening gen=1"]);
-    let port: u16 = fs::read_to_string(&port_file).unwrap().parse().unwrap();
     let first = wait_newer(&h, port, 0, "the first start");
-    (h, port, first)
+    Server {
+        _reserved: reserved,
+        port,
+        h,
+        first,
+    }
 }
 
 /// 100 restarts of a server that dies at once on SIGTERM (default disposition) and exits
@@ -52,19 +69,35 @@ fn start(sb: &Sandbox, fixture_args: &[&str]) -> (Hotrun, u16, u64) {
 /// every restart a newer generation answers.
 fn every_restart_ends_with_a_server(trigger: impl Fn(&Sandbox, &Hotrun, usize)) {
     let sb = Sandbox::new();
-    let (h, port, mut serving_gen) = start(&sb, &["--default-signals"]);
+    // (`_port`: the reservation lives as long as the test.)
+    let Server {
+        _reserved: _port,
+        h,
+        port,
+        first: mut serving_gen,
+    } = start(&sb, &[], &["--default-signals"]);
     for round in 1..=100 {
         trigger(&sb, &h, round);
         serving_gen = wait_newer(&h, port, serving_gen, &format!("restart {round}"));
     }
     // How often the new generation found the port still taken varies with the machine's
-    // load (the test above with a draining server loses it every time); each lost race
-    // was followed by exactly one retry.
+    // load (the test below with a draining server loses it every time); each lost race
+    // was followed by exactly one retry. (The retry may answer before hotrun has printed
+    // its start: wait for the line, then for hotrun to be idle, and count again.)
     let log = sb.log();
-    eprintln!("lost races: {} of 100", log.count(&["bind-failed"]));
+    let retries = || h.count(&["(retry after the old generation was gone)"]);
+    let lost = || log.count(&["bind-failed"]);
+    wait_until(
+        "a retry for every lost race",
+        || retries() == lost(),
+        || format!("{}\n{}", h.transcript(), log.lines().join("\n")),
+    );
+    #[cfg(target_os = "linux")]
+    h.wait_idle();
+    eprintln!("lost races: {} of 100", lost());
     assert_eq!(
-        h.count(&["(retry after the old generation was gone)"]),
-        log.count(&["bind-failed"]),
+        retries(),
+        lost(),
         "{}\n{}",
         h.transcript(),
         log.lines().join("\n")
@@ -93,9 +126,16 @@ fn a_fixed_port_server_that_dies_at_once_comes_back_after_each_of_100_rebuilds()
 #[test]
 fn a_draining_fixed_port_server_loses_the_race_every_time_and_is_started_again() {
     let sb = Sandbox::new();
-    // The old generation keeps the port for half a second after SIGTERM, so the new one
-    // always finds it taken and exits with 98; it is started again once the old is gone.
-    let (mut h, port, mut serving_gen) = start(&sb, &["--cleanup-ms", "500"]);
+    // The old generation keeps the port until the test ends its cleanup (a gate per
+    // generation; the grace period is longer than any wait here), so the new one always
+    // finds it taken and exits with 98; it is started again once the old is gone.
+    let gate = sb.path("cleanup-{gen}").display().to_string();
+    let Server {
+        _reserved: _port,
+        mut h,
+        port,
+        first: mut serving_gen,
+    } = start(&sb, &["--grace", "1h"], &["--cleanup-gate", &gate]);
     for round in 1..=3 {
         h.signal(Signal::SIGHUP);
         h.expect(&[
@@ -103,6 +143,8 @@ fn a_draining_fixed_port_server_loses_the_race_every_time_and_is_started_again()
             "still stopping",
             "starting it again once",
         ]);
+        // Only now does the old generation let its port go.
+        touch(&sb.path(&format!("cleanup-{serving_gen}")));
         h.expect(&["(retry after the old generation was gone)"]);
         serving_gen = wait_newer(&h, port, serving_gen, &format!("restart {round}"));
     }

@@ -103,12 +103,9 @@ impl Log {
         self.path.as_os_str()
     }
 
+    /// The complete lines so far (a line still being written is not one yet).
     pub fn lines(&self) -> Vec<String> {
-        fs::read_to_string(&self.path)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        complete_lines(&fs::read_to_string(&self.path).unwrap_or_default())
     }
 
     /// Waits for a line that contains every one of `words`; returns it.
@@ -134,6 +131,98 @@ impl Log {
             .filter(|l| words.iter().all(|w| l.contains(w)))
             .count()
     }
+}
+
+/// The lines of `text` that end with a newline: what a writer has finished.
+pub fn complete_lines(text: &str) -> Vec<String> {
+    let done = text.rfind('\n').map_or("", |end| &text[..end]);
+    done.lines().map(str::to_owned).collect()
+}
+
+/// The JSON objects of an `--events` file so far (complete lines only).
+pub fn read_events(path: &Path) -> Vec<serde_json::Value> {
+    complete_lines(&fs::read_to_string(path).unwrap_or_default())
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Waits for `n` `backoff` events in an `--events` file and checks them against the rule
+/// of a crash loop, with the delays hotrun reports (none typed here): each the double of
+/// the one before, up to a maximum where it stays; and each following generation spawned
+/// no sooner than its delay after the exit that set it off (timestamps to the
+/// millisecond). Returns the delays in ms.
+pub fn assert_backoff(events: &Path, n: usize) -> Vec<f64> {
+    let kind = |e: &serde_json::Value| e["event"].as_str().unwrap_or_default().to_string();
+    wait_until(
+        &format!("{n} backoff events"),
+        || {
+            read_events(events)
+                .iter()
+                .filter(|e| kind(e) == "backoff")
+                .count()
+                >= n
+        },
+        || fs::read_to_string(events).unwrap_or_default(),
+    );
+    let all = read_events(events);
+    let text = || fs::read_to_string(events).unwrap_or_default();
+    let ms = |e: &serde_json::Value| -> f64 {
+        let ts = e["ts"].as_str().unwrap_or_default();
+        humantime::parse_rfc3339(ts)
+            .unwrap_or_else(|err| panic!("ts {ts:?}: {err}"))
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or_default()
+    };
+    let mut delays = Vec::new();
+    for (i, e) in all.iter().enumerate().filter(|(_, e)| kind(e) == "backoff") {
+        let delay = e["delay_ms"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no delay_ms in {e}"));
+        delays.push(delay);
+        let exited = all[..i]
+            .iter()
+            .rev()
+            .find(|e| kind(e) == "exited")
+            .unwrap_or_else(|| panic!("a backoff with no exit before it:\n{}", text()));
+        if let Some(spawned) = all[i..].iter().find(|e| kind(e) == "spawned") {
+            let waited = ms(spawned) - ms(exited);
+            assert!(
+                waited >= delay - 1.0,
+                "spawned {waited} ms after the exit, before its {delay} ms delay:\n{}",
+                text()
+            );
+        }
+    }
+    assert!(delays[0] > 0.0, "{delays:?}");
+    let mut most = None;
+    for pair in delays.windows(2) {
+        let (before, now) = (pair[0], pair[1]);
+        match most {
+            // At the maximum: it stays there.
+            Some(max) => assert_eq!(now, max, "{delays:?}"),
+            None if now == 2.0 * before => {}
+            // Less than the double: the maximum, reached.
+            None => {
+                assert!(before <= now && now < 2.0 * before, "{delays:?}");
+                most = Some(now);
+            }
+        }
+    }
+    delays
+}
+
+/// CLOCK_MONOTONIC now, in ns: the clock of the fixture's `mono=` and of hotrun's
+/// durations, to bound what hotrun measured by what the test saw.
+pub fn mono_ns() -> u128 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock");
+    ts.tv_sec() as u128 * 1_000_000_000 + ts.tv_nsec() as u128
+}
+
+/// Milliseconds between two `mono_ns` readings.
+pub fn ms_between(from: u128, to: u128) -> f64 {
+    to.saturating_sub(from) as f64 / 1e6
 }
 
 /// The value of `key=` in a log or status line.
@@ -230,14 +319,47 @@ pub fn children_of(parent: i32) -> Vec<ProcStat> {
         .collect()
 }
 
-/// A test that cannot run on this machine: skipped with the reason, but a failure where
-/// `CI=true` (CI installs what every test needs).
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-pub fn skip(reason: &str) {
+/// Whether a test can run on this machine; `missing` says what it lacks (a tool, a device,
+/// privileges, a kind of namespace). A test that cannot run is skipped loudly (a line on
+/// stderr naming the test and the reason), except where `CI=true`: there it fails, since
+/// CI installs everything the tests need (`.ci/test`). The one way a test skips:
+///
+/// ```ignore
+/// if !runs_here((!Path::new("/dev/full").exists()).then(|| "/dev/full is missing".into())) {
+///     return;
+/// }
+/// ```
+pub fn runs_here(missing: Option<String>) -> bool {
+    let Some(reason) = missing else {
+        return true;
+    };
+    let test = thread::current().name().unwrap_or("this test").to_string();
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true and this test cannot run: {reason}");
+        panic!(
+            "{test} cannot run here, and CI=true: {reason} (.ci/test installs what the tests need)"
+        );
     }
-    eprintln!("skipped: {reason}");
+    eprintln!("SKIPPED {test}: {reason}");
+    false
+}
+
+/// Whether `tool` can be run (`tool --version`, `go version`); see `runs_here`.
+pub fn have(tool: &str) -> bool {
+    let arg = if tool == "go" { "version" } else { "--version" };
+    let runs = Command::new(tool)
+        .arg(arg)
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    runs_here((!runs).then(|| format!("{tool} is not installed (`{tool} {arg}` failed)")))
+}
+
+/// Whether this process runs as root; see `runs_here`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub fn root(why: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    runs_here((!root).then(|| format!("{why} needs root")))
 }
 
 pub fn wait_gone(pid: i32) {
@@ -433,6 +555,29 @@ impl Hotrun {
         kill(Pid::from_raw(self.pid()), signal).expect("cannot signal hotrun");
     }
 
+    /// Whether hotrun is still running (it has not exited, or not been waited for).
+    pub fn running(&mut self) -> bool {
+        self.status.is_none() && matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until hotrun has handled everything that reached it so far (signals, file
+    /// events, child exits) and has nothing scheduled: a handshake for "nothing happened",
+    /// which no output line can show (Linux; see `waits::wait_idle`).
+    #[cfg(target_os = "linux")]
+    pub fn wait_idle(&self) {
+        crate::waits::wait_idle(self.pid(), crate::waits::Timers::None, &|| {
+            self.transcript()
+        });
+    }
+
+    /// The same, but a deadline may be set (during a grace period, say).
+    #[cfg(target_os = "linux")]
+    pub fn wait_asleep(&self) {
+        crate::waits::wait_idle(self.pid(), crate::waits::Timers::Allowed, &|| {
+            self.transcript()
+        });
+    }
+
     /// Waits for hotrun to exit.
     pub fn wait(&mut self) -> ExitStatus {
         if let Some(status) = self.status {
@@ -594,4 +739,40 @@ pub fn with_controlling_tty(cmd: &mut Command, slave: fs::File) {
             Ok(())
         });
     }
+}
+
+/// Everything written to a pty whose writer has exited.
+#[cfg(target_os = "linux")]
+pub fn read_pty(master: std::os::fd::OwnedFd) -> String {
+    use std::io::Read;
+    let mut file = fs::File::from(master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    // EIO once the other side is closed and drained.
+    while let Ok(n) = file.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `text` without its ANSI escape sequences (colours and styles).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

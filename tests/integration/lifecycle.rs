@@ -56,16 +56,28 @@ fn on_exit_exit_ends_hotrun_with_the_childs_status() {
 fn on_exit_restart_backs_off_while_the_child_keeps_crashing() {
     let sb = Sandbox::new();
     let log = sb.log();
-    let mut args = fixture_cmd(&sb, &log, &["--on-exit", "restart"]);
+    let events = sb.path("events.jsonl");
+    let mut args = fixture_cmd(
+        &sb,
+        &log,
+        &["--on-exit", "restart", "--events", events.to_str().unwrap()],
+    );
     args.extend(["--exit-after-ms", "0", "--exit-code", "1"].map(Into::into));
     let mut h = Hotrun::start(&args);
-    h.expect(&["restarting in 100 ms"]);
-    h.expect(&["gen 2 started", "(restart after exit)"]);
-    h.expect(&["restarting in 200 ms"]);
-    h.expect(&["gen 3 started"]);
-    h.expect(&["restarting in 400 ms"]);
+    for g in 2..=5 {
+        h.expect(&["restarting in"]);
+        h.expect(&[&format!("gen {g} started"), "(restart after exit)"]);
+    }
     h.signal(Signal::SIGTERM);
     h.wait();
+    // The delays as hotrun reports them, doubling; each said in a status line too.
+    let delays = assert_backoff(&events, 4);
+    assert_eq!(
+        h.count(&["restarting in"]),
+        delays.len(),
+        "{}",
+        h.transcript()
+    );
 }
 
 #[test]
@@ -81,7 +93,9 @@ fn quiet_prints_nothing_on_a_clean_run() {
 
 #[test]
 fn colour_follows_the_flag_and_no_color() {
-    let run = |flag: &str, no_color: bool| {
+    // stderr a pipe: `auto` is plain there whatever NO_COLOR says, so only the flag can
+    // be seen. An explicit `--color always` wins over NO_COLOR (it is for `auto`).
+    let on_a_pipe = |flag: &str, no_color: bool| {
         let sb = Sandbox::new();
         let log = sb.log();
         let mut args = fixture_cmd(&sb, &log, &["--color", flag, "--on-exit", "exit"]);
@@ -92,13 +106,64 @@ fn colour_follows_the_flag_and_no_color() {
             }
         });
         h.wait();
-        h.transcript().contains('\u{1b}')
+        h.transcript()
     };
-    assert!(run("always", false));
-    assert!(!run("never", false));
-    // stderr is a pipe here: auto means plain.
-    assert!(!run("auto", false));
-    assert!(!run("auto", true));
+    let coloured = on_a_pipe("always", false);
+    assert!(coloured.contains("\u{1b}["), "{coloured}");
+    let told = on_a_pipe("always", true);
+    assert!(
+        told.contains("\u{1b}["),
+        "--color always with NO_COLOR: {told}"
+    );
+    let plain = on_a_pipe("never", false);
+    assert!(!plain.contains('\u{1b}'), "{plain}");
+    assert!(plain.contains("gen 1 exited with 0"), "{plain}");
+    let auto = on_a_pipe("auto", false);
+    assert!(!auto.contains('\u{1b}'), "{auto}");
+    // On a terminal, `auto` is colour unless NO_COLOR is set; the flag wins either way.
+    #[cfg(target_os = "linux")]
+    {
+        let on_a_tty = |flag: &str, no_color: bool| {
+            let sb = Sandbox::new();
+            let log = sb.log();
+            let (master, slave) = open_pty();
+            let mut cmd = std::process::Command::new(hotrun_exe());
+            cmd.args(fixture_cmd(
+                &sb,
+                &log,
+                &["--color", flag, "--on-exit", "exit"],
+            ))
+            .args(["--exit-after-ms", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(slave)
+            .env("TERM", "xterm")
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR")
+            .env_remove("CLICOLOR_FORCE");
+            if no_color {
+                cmd.env("NO_COLOR", "1");
+            }
+            let status = cmd.status().unwrap();
+            assert_eq!(status.code(), Some(0), "--color {flag}");
+            // The command holds our copy of the terminal's other side.
+            drop(cmd);
+            let shown = read_pty(master);
+            assert!(
+                strip_ansi(&shown).contains("gen 1 exited with 0"),
+                "--color {flag}: {shown:?}"
+            );
+            shown
+        };
+        let shown = on_a_tty("auto", false);
+        assert!(shown.contains("\u{1b}["), "{shown:?}");
+        let shown = on_a_tty("auto", true);
+        assert!(!shown.contains('\u{1b}'), "auto with NO_COLOR: {shown:?}");
+        let shown = on_a_tty("never", false);
+        assert!(!shown.contains('\u{1b}'), "{shown:?}");
+        let shown = on_a_tty("always", true);
+        assert!(shown.contains("\u{1b}["), "always with NO_COLOR: {shown:?}");
+    }
 }
 
 #[test]

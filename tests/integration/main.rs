@@ -32,6 +32,9 @@ mod idle;
 mod input;
 /// Child exits, exit policies, status lines, stdin and output.
 mod lifecycle;
+/// A TCP port reserved for a test (shared with the benchmark).
+#[path = "../shared/ports.rs"]
+mod ports;
 /// Scripts, junk files, wrappers, servers that bind the port hotrun holds.
 mod programs;
 /// Restarts: each replacement style, ordering, grandchildren, grace, fixed ports.
@@ -43,5 +46,8 @@ mod storms;
 /// Socket takeover (Linux): unmodified servers that bind their own port, no request lost.
 #[cfg(target_os = "linux")]
 mod takeover;
+/// What a process's threads wait in (/proc): timers, and whether hotrun is idle.
+#[cfg(target_os = "linux")]
+mod waits;
 /// `--watch` of a real project: ignore files, --ignore, editors' saves, self-writes.
 mod watching;

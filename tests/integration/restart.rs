@@ -97,8 +97,7 @@ fn install_restarts_once() {
 
 #[test]
 fn real_gcc_build_restarts_once() {
-    if Command::new("gcc").arg("--version").output().is_err() {
-        eprintln!("gcc not installed: skipped");
+    if !have("gcc") {
         return;
     }
     let b = Bench::new();
@@ -131,6 +130,9 @@ fn real_gcc_build_restarts_once() {
 #[test]
 fn real_cargo_build_restarts_once() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    if !have(&cargo) {
+        return;
+    }
     let b = Bench::new();
     let project = b.sb.path("tiny");
     fs::create_dir_all(project.join("src")).unwrap();

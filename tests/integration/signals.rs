@@ -70,6 +70,9 @@ fn sigkill_of_hotrun_leaves_no_process_behind() {
     let log = sb.log();
     let child = pid_in(&log.wait_for(&["start gen=1"]));
     let grandchild = pid_in(&log.wait_for(&["grandchild gen=1"]));
+    // hotrun has handled the start (and told its guardian) once it is asleep.
+    #[cfg(target_os = "linux")]
+    h.wait_asleep();
     h.signal(Signal::SIGKILL);
     wait_gone(child);
     wait_gone(grandchild);

@@ -7,7 +7,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,48 +21,7 @@ use nix::sys::socket::{
 };
 
 use crate::harness::*;
-
-/// A TCP port no other process can take for the life of the returned socket: bound with
-/// SO_REUSEADDR and never listening. A server that sets SO_REUSEADDR too (std, Go, Python,
-/// most C servers) can still bind and listen on it; nothing that asks for a free port gets
-/// it. (No bind-and-release race.)
-fn reserve_port() -> (OwnedFd, u16) {
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
-    bind(
-        fd.as_raw_fd(),
-        &SockaddrIn::from(std::net::SocketAddrV4::new(
-            std::net::Ipv4Addr::UNSPECIFIED,
-            0,
-        )),
-    )
-    .unwrap();
-    let port = getsockname::<SockaddrIn>(fd.as_raw_fd()).unwrap().port();
-    (fd, port)
-}
-
-/// Whether `tool` runs here; a missing tool skips the test with a message, and fails it
-/// when `CI=true` (CI installs everything the tests need).
-fn have(tool: &str, version_arg: &str) -> bool {
-    let found = Command::new(tool)
-        .arg(version_arg)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is missing and CI=true: .ci/run installs it"
-        );
-        eprintln!("SKIPPED: {tool} is not installed");
-    }
-    found
-}
+use crate::ports::reserve_port;
 
 /// How a request is made.
 #[derive(Clone, Copy)]
@@ -236,15 +195,17 @@ fn a_server_binding_its_own_port_loses_no_request_across_20_restarts() {
 #[test]
 fn sigkill_of_hotrun_ends_a_server_waiting_in_accept_and_frees_its_port() {
     let sb = Sandbox::new();
-    let (reserved, port) = reserve_port();
+    let (_reserved, port) = reserve_port();
     let h = fixture_server(&sb, &[], port, &[]);
     let log = sb.log();
     let server = pid_in(&log.wait_for(&["start gen=1"]));
+    // hotrun has handled the start (and told its guardian) once it is asleep.
+    h.wait_asleep();
     // Its accept waits in hotrun (no connection queued) when hotrun dies: the guardian
-    // still ends the group, and nothing holds the port any more.
+    // still ends the group, and nothing listens on the port any more (the reservation
+    // never listens, and std's bind sets SO_REUSEADDR: only a listener can refuse it).
     h.signal(Signal::SIGKILL);
     wait_gone(server);
-    drop(reserved);
     wait_until(
         "the port to be free",
         || std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
@@ -282,7 +243,7 @@ fn behind_sh_c_the_grandchild_server_is_taken_over_too() {
 
 #[test]
 fn python_http_server_loses_no_request_across_20_restarts() {
-    if !have("python3", "--version") {
+    if !have("python3") {
         return;
     }
     let sb = Sandbox::new();
@@ -349,7 +310,7 @@ fn go_build(dir: &Path, out: &Path) {
 
 #[test]
 fn go_net_http_dual_stack_loses_no_request_over_ipv4_and_ipv6_across_20_restarts() {
-    if !have("go", "version") {
+    if !have("go") {
         return;
     }
     let sb = Sandbox::new();
@@ -368,7 +329,7 @@ fn go_net_http_dual_stack_loses_no_request_over_ipv4_and_ipv6_across_20_restarts
 
 #[test]
 fn go_run_compiles_under_the_filter_and_its_server_is_taken_over() {
-    if !have("go", "version") {
+    if !have("go") {
         return;
     }
     let sb = Sandbox::new();
@@ -488,7 +449,7 @@ fn backlog_of(port: u16) -> u32 {
 
 #[test]
 fn a_held_socket_keeps_its_backlog_whatever_listen_asks() {
-    if !have("ss", "--version") {
+    if !have("ss") {
         return;
     }
     let sb = Sandbox::new();
@@ -535,7 +496,7 @@ while True:
 
 #[test]
 fn udp_port_0_and_unix_binds_pass_through_and_close_on_exec_is_kept() {
-    if !have("python3", "--version") {
+    if !have("python3") {
         return;
     }
     let sb = Sandbox::new();
@@ -714,7 +675,7 @@ fn a_drill_passes_on_the_fixture_binding_its_own_port() {
 
 #[test]
 fn a_drill_passes_on_python_http_server() {
-    if !have("python3", "--version") {
+    if !have("python3") {
         return;
     }
     let sb = Sandbox::new();
@@ -738,7 +699,7 @@ fn a_drill_passes_on_python_http_server() {
 
 #[test]
 fn a_drill_passes_on_a_go_server_and_under_go_run() {
-    if !have("go", "version") {
+    if !have("go") {
         return;
     }
     let sb = Sandbox::new();
@@ -842,7 +803,7 @@ threading.Event().wait()
 
 #[test]
 fn reuseport_listeners_of_one_server_all_get_the_held_socket() {
-    if !have("python3", "--version") {
+    if !have("python3") {
         return;
     }
     let sb = Sandbox::new();
@@ -870,13 +831,7 @@ fn reuseport_listeners_of_one_server_all_get_the_held_socket() {
 
 #[test]
 fn a_privileged_port_binds_as_the_server_and_is_held_once_it_listens() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "this test binds a port below 1024 and needs root, which CI has"
-        );
-        eprintln!("SKIPPED: binding a port below 1024 needs root");
+    if !root("binding a port below 1024") {
         return;
     }
     // A port below 1024 no one uses, reserved like the others (no listen): bound without

@@ -81,24 +81,6 @@ impl Project {
     }
 }
 
-/// Whether `tool` can be run; a missing one skips the test loudly, or fails it under
-/// `CI=true` (CI must run every test).
-#[cfg(target_os = "linux")]
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is missing, and CI=true: install it (.ci/run)"
-        );
-        eprintln!("SKIPPED: {tool} is not installed");
-    }
-    found
-}
-
 #[test]
 fn a_log_under_a_gitignore_entry_never_restarts() {
     let p = Project::new();

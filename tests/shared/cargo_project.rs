@@ -74,7 +74,9 @@ const BUILD_RS: &str = r#"fn main() {
         .append(true)
         .open(gate.join("builds"))
         .expect("gate log");
-    writeln!(log, "waiting pid={}", std::process::id()).expect("gate log");
+    // One write: a reader never sees half the line.
+    log.write_all(format!("waiting pid={}\n", std::process::id()).as_bytes())
+        .expect("gate log");
     drop(log);
     while !gate.join("open").exists() {
         std::thread::sleep(std::time::Duration::from_millis(5));
