@@ -323,8 +323,9 @@ pub(crate) fn wait_log_count(log: &Path, needle: &str, n: usize) {
     }
 }
 
-/// hotrun without passed sockets: the server binds its fixed port itself, 200 ms after it
-/// starts. Every restart leaves a gap in which connections are refused, and a restart
+/// hotrun without passed sockets and without socket takeover (`--no-takeover`; the
+/// own-port part measures takeover): the server binds its fixed port itself, 200 ms after
+/// it starts. Every restart leaves a gap in which connections are refused, and a restart
 /// must still end with the newer generation serving (it may have lost the port to the old
 /// one and been started again): counted as "served after restart".
 pub(crate) fn hotrun_fixed_port(hotrun: &Path, fixture: &Path, restarts: usize) -> LoadResult {
@@ -337,7 +338,7 @@ pub(crate) fn hotrun_fixed_port(hotrun: &Path, fixture: &Path, restarts: usize) 
     let (_reserved, port) = crate::ports::reserve_port();
     let mut child = crate::spawn_tracked(
         Command::new(hotrun)
-            .args(["--quiet", "--"])
+            .args(["--quiet", "--no-takeover", "--"])
             .arg(&app)
             .arg("--log")
             .arg(&log)

@@ -126,7 +126,7 @@ fn downtime(hotrun: &Path, fixture: &Path, restarts: usize) {
             load::hotrun_broken_builds(hotrun, fixture, rounds),
         ),
         (
-            "hotrun, no passed socket (fixed port)",
+            "hotrun --no-takeover, fixed port",
             load::hotrun_fixed_port(hotrun, fixture, rounds),
         ),
     ];
