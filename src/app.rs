@@ -162,6 +162,8 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
     let mut actions = supervisor.start(Instant::now());
     // Start-up's code is given back once, when the loop first waits with nothing to do.
     let mut started = false;
+    // The loop ticked since it last took input.
+    let mut ticked = false;
     loop {
         for action in actions.drain(..) {
             if let (Some(drill), Action::Report(status)) = (drill.as_mut(), &action) {
@@ -203,10 +205,17 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
                     footprint::shed_startup_pages();
                 }
                 let input = match deadline {
+                    // A deadline that is due goes before more input: `recv_deadline`
+                    // hands out a waiting message even past its deadline, so a steady
+                    // stream of input (a child sending STATUS= without pause while
+                    // stderr is slow) would hold back every timer, the grace period's
+                    // SIGKILL included. Right after a tick, input comes first again.
+                    Some(deadline) if !ticked && deadline <= Instant::now() => None,
                     Some(deadline) => rx.recv_deadline(deadline).ok(),
                     // `tx` lives in this frame, so the channel never disconnects.
                     None => rx.recv().ok(),
                 };
+                ticked = input.is_none();
                 match input {
                     None => Event::Tick,
                     Some(input) => {
