@@ -111,19 +111,22 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
         )
     })?;
     let watch = watcher::Spec {
-        binary: config.watch_binary,
-        paths: config.watch,
         extra: ignores::Extra {
             globs: config.ignore,
             cwd: config.cwd,
-            // hotrun writes it on every restart: it must never set one off.
+            // hotrun writes it on every restart: it must never set one off. Nor must the
+            // command's executable inside a `--watch` tree: its own watch restarts once
+            // per complete build, and the tree would add one more for the same build.
             paths: config
                 .events
                 .iter()
                 .filter(|p| p.as_os_str() != "-")
                 .filter_map(|p| std::fs::canonicalize(p).ok())
+                .chain(config.watch_binary.clone())
                 .collect(),
         },
+        binary: config.watch_binary,
+        paths: config.watch,
         poll: config.poll,
     };
     let warnings = watcher::start(&watch, tx.clone())

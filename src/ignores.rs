@@ -81,7 +81,7 @@ pub(crate) struct Extra {
     pub(crate) globs: Vec<String>,
     /// Where relative `--ignore` globs are anchored.
     pub(crate) cwd: PathBuf,
-    /// Exact paths (hotrun's own `--events` file).
+    /// Exact paths (hotrun's own `--events` file, the command's watched executable).
     pub(crate) paths: Vec<PathBuf>,
 }
 

@@ -342,3 +342,44 @@ fn a_bad_line_in_an_ignore_file_is_said_and_the_others_still_count() {
     p.edit_restarts_as(&mut h, 4);
     assert_eq!(h.count(&["also/{broken"]), 1, "{}", h.transcript());
 }
+
+/// `hotrun -w . -- ./server` with the server built into the watched directory (`go build
+/// -o server`, `gcc -o server`): a rebuild restarts once, from the binary's own watch,
+/// not once more as a `--watch` change of the same file.
+#[test]
+fn a_rebuilt_binary_inside_the_watched_directory_restarts_once() {
+    let p = Project::new();
+    let app = p.path("app");
+    replace_by_rename(&fixture_exe(), &app);
+    let log = Log {
+        path: p.sb.path("server.log"),
+    };
+    let args: Vec<&OsStr> = ["--debounce", "0", "--watch", ".", "--"]
+        .iter()
+        .map(OsStr::new)
+        .chain([app.as_os_str(), OsStr::new("--log"), log.arg()])
+        .collect();
+    let dir = p.dir.clone();
+    let mut h = Hotrun::start_with(&args, move |cmd| {
+        cmd.current_dir(dir);
+    });
+    h.expect(&["gen 1 started"]);
+    log.wait_for(&["start gen=1"]);
+    // GNU ld's way: unlink, create 0644, write, chmod 0755: many events on the file.
+    replace_like_ld(&fixture_exe(), &app);
+    let line = h.expect(&["started"]);
+    assert!(
+        line.contains("gen 2 started") && line.contains("(binary changed)"),
+        "{line}\n{}",
+        h.transcript()
+    );
+    log.wait_for(&["start gen=2"]);
+    // Exactly once: the next restart is the marker's.
+    p.save("marker.txt", "m\n");
+    let line = h.expect(&["started"]);
+    assert!(
+        line.contains("gen 3 started") && line.contains("(marker.txt changed)"),
+        "{line}\n{}",
+        h.transcript()
+    );
+}
