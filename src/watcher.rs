@@ -269,20 +269,24 @@ impl BinaryWatch {
         }
     }
 
-    /// Moves the watches if something happened on the way to the binary; whether they
-    /// moved.
+    /// Moves the watches if something happened on the way to the binary; whether a watch
+    /// was made (what it watches may have changed before it was there: look again).
     fn settle(&mut self) -> Result<bool> {
         if !std::mem::take(&mut self.unsettled) {
             return Ok(false);
         }
-        let before = self.watched.clone();
-        self.arm()?;
-        Ok(self.watched != before)
+        self.arm()
     }
 
-    /// Puts the watches where they belong now. A directory can appear between the look
-    /// and the watch, so look again until both agree.
-    fn arm(&mut self) -> Result<()> {
+    /// Puts the watches where they belong now; whether it made one. A directory can appear
+    /// (or go) between the look and the watch, and so can the binary: look again until
+    /// both agree.
+    ///
+    /// Whether a watch was made is not told by comparing identities before and after: a
+    /// directory removed and made again can get the inode number its predecessor had, and
+    /// the new watch would look like the old one.
+    fn arm(&mut self) -> Result<bool> {
+        let mut made = false;
         loop {
             let Some((near, id)) = nearest_existing_dir(&self.dir) else {
                 anyhow::bail!("no directory above {} exists", self.dir.display());
@@ -316,6 +320,7 @@ impl BinaryWatch {
                 match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
                     Ok(()) => {
                         self.watched.insert(dir, id);
+                        made = true;
                     }
                     Err(err) if dir == near => {
                         return Err(err).with_context(|| format!("cannot watch {}", dir.display()));
@@ -325,8 +330,12 @@ impl BinaryWatch {
                     Err(_) => {}
                 }
             }
-            if nearest_existing_dir(&self.dir) == Some((near, id)) {
-                return Ok(());
+            // The binary too may have gone (or come back) between the look and the watch:
+            // gone before its directory's watch was there, its removal was not seen, and
+            // the directories above must be watched for what comes next.
+            let still_missing = near != self.dir || fs::symlink_metadata(&self.binary).is_err();
+            if nearest_existing_dir(&self.dir) == Some((near, id)) && still_missing == missing {
+                return Ok(made);
             }
         }
     }
@@ -353,10 +362,23 @@ impl BinaryWatch {
                     event.kind,
                     EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
                 );
-                if gone && self.watched.remove(path).is_some() {
-                    // Its watch ended with it. One made again at once could show the
-                    // same identity: watch it anew.
-                    let _ = self.watcher.unwatch(path);
+                if gone {
+                    // Its watch ended with it, and notify drops, by path, every watch at
+                    // or below a path removed or renamed away: a watch already made on a
+                    // new directory of the same name goes too (cargo clean and a build
+                    // racing each other). Forget them all, so the next arm watches anew
+                    // whatever is there now.
+                    let below: Vec<PathBuf> = self
+                        .watched
+                        .keys()
+                        .filter(|dir| dir.starts_with(path))
+                        .cloned()
+                        .collect();
+                    for dir in below {
+                        self.watched.remove(&dir);
+                        // notify may have dropped it already.
+                        let _ = self.watcher.unwatch(&dir);
+                    }
                 }
             }
         }
