@@ -286,31 +286,20 @@ impl Service {
         loop {
             let now = Instant::now();
             self.in_flight.retain(|_, (_, until)| *until > now);
-            let mut order: Vec<Source> = self
-                .generations
-                .iter()
-                .filter(|(_, g)| g.listener.is_some())
-                .map(|(generation, _)| Source::Listener(*generation))
-                .collect();
-            // Held sockets with an accept that may run once a connection comes.
-            order.extend(
-                self.held
-                    .iter()
-                    .filter(|h| !self.in_flight.contains_key(&h.id) && self.has_taker(h.id))
-                    .map(|h| Source::Held(h.id)),
-            );
+            // What is polled, each with its descriptor: `order[i]` is `fds[i + 1]`.
+            let mut order: Vec<Source> = Vec::new();
             let mut fds = vec![PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
-            for source in &order {
-                let fd = match *source {
-                    Source::Listener(generation) => self
-                        .generations
-                        .get(&generation)
-                        .and_then(|g| g.listener.as_ref())
-                        .map(|l| l.as_fd()),
-                    Source::Held(id) => self.held.iter().find(|h| h.id == id).map(|h| h.fd.as_fd()),
-                };
-                if let Some(fd) = fd {
-                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            for (generation, g) in &self.generations {
+                if let Some(listener) = &g.listener {
+                    order.push(Source::Listener(*generation));
+                    fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            // Held sockets with an accept that may run once a connection comes.
+            for h in &self.held {
+                if !self.in_flight.contains_key(&h.id) && self.has_taker(h.id) {
+                    order.push(Source::Held(h.id));
+                    fds.push(PollFd::new(h.fd.as_fd(), PollFlags::POLLIN));
                 }
             }
             let timeout = self
