@@ -110,6 +110,7 @@ fn the_event_stream_tells_the_same_story_as_the_status_lines() {
     assert_eq!(h.count(&["started in"]), 2);
     assert_eq!(h.count(&["stopped cleanly"]), 2);
     assert_eq!(h.count(&["sent SIGTERM"]), 2);
+    assert_eq!(h.count(&["got SIGTERM: stopping"]), 1);
 }
 
 #[test]
@@ -283,6 +284,21 @@ fn a_drill_passes_on_a_well_behaved_server() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{probe}\n{stdout}\n{stderr}");
         assert!(stdout.contains("drill passed"), "{stdout}");
+        // The final stop is the drill's own, not a signal hotrun got.
+        assert!(
+            stderr.contains("hotrun: drill: final stop: sending SIGTERM")
+                && !stderr.contains("got SIGTERM"),
+            "{stderr}"
+        );
+        let stop = read_events(&events)
+            .into_iter()
+            .find(|e| e["event"] == "shutdown")
+            .unwrap();
+        assert_eq!(
+            (&stop["signal"], &stop["drill"]),
+            (&"SIGTERM".into(), &true.into()),
+            "{stop}"
+        );
         let json: serde_json::Value = serde_json::from_str(&summary).unwrap();
         assert_eq!(json["passed"], true, "{summary}");
         let rows = json["restarts"].as_array().unwrap();
