@@ -602,9 +602,9 @@ impl Drill {
             restarts: rows,
             final_stop: self.final_stop.clone(),
             probes: self.probing.then_some(ProbeTotals {
-                sent,
+                sent: sent + self.startup.sent,
                 failed,
-                before_first_answer: self.startup.failed,
+                before_first_answer: self.startup.sent,
             }),
             failures,
         }
