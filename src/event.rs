@@ -490,7 +490,8 @@ pub(crate) enum Status {
         min: Duration,
         max: Duration,
     },
-    /// The drain ended with `open` connections still open, `waited` after `min`.
+    /// The drain ended with `open` connections still open, `waited` after it began (the
+    /// `Draining` report).
     DrainCut {
         generation: Generation,
         open: usize,

@@ -217,7 +217,7 @@ fn describe(status: &Status) -> (Level, String) {
         } => (
             Level::Info,
             format!(
-                "{generation} is still busy with {open} connection{} (or an accept under way) after {} more; stopping it anyway (keep-alive?)",
+                "{generation} is still busy with {open} connection{} (or an accept under way) after {} of draining; stopping it anyway (keep-alive?)",
                 if *open == 1 { "" } else { "s" },
                 human_duration(*waited)
             ),
