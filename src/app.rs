@@ -62,8 +62,15 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
     for (i, addr) in listeners.bound.iter().enumerate() {
         let fd = sockets::FIRST_FD + i as i32;
         let name = &listeners.names()[i];
+        // An unnamed socket is `unknown` in LISTEN_FDNAMES (as systemd has it), which is no
+        // name to show.
+        let named = if name == sockets::UNNAMED {
+            String::new()
+        } else {
+            format!(", name {name}")
+        };
         reporter.info(
-            &format!("listening on {addr} (fd {fd}, name {name}); every generation gets it"),
+            &format!("listening on {addr} (fd {fd}{named}); every generation gets it"),
             "listening",
             serde_json::json!({ "addr": addr.to_string(), "fd": fd, "name": name }),
         );
