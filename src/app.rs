@@ -62,8 +62,15 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
     for (i, addr) in listeners.bound.iter().enumerate() {
         let fd = sockets::FIRST_FD + i as i32;
         let name = &listeners.names()[i];
+        // An unnamed socket is `unknown` in LISTEN_FDNAMES (as systemd has it), which is no
+        // name to show.
+        let named = if name == sockets::UNNAMED {
+            String::new()
+        } else {
+            format!(", name {name}")
+        };
         reporter.info(
-            &format!("listening on {addr} (fd {fd}, name {name}); every generation gets it"),
+            &format!("listening on {addr} (fd {fd}{named}); every generation gets it"),
             "listening",
             serde_json::json!({ "addr": addr.to_string(), "fd": fd, "name": name }),
         );
@@ -158,6 +165,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
         tx: tx.clone(),
         adopts_orphans: orphans::adopted(),
         listen_hint_given: false,
+        shutting_down: false,
     };
     let mut supervisor = Supervisor::new(config.settings);
     let mut drill = config.drill.map(|d| Drill::new(d, &world.listeners.bound));
@@ -222,6 +230,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
                 match input {
                     None => Event::Tick,
                     Some(input) => {
+                        world.shutting_down |= supervisor.is_shutting_down();
                         world.translate(input, &mut queue);
                         continue;
                     }
@@ -262,6 +271,9 @@ struct World {
     adopts_orphans: bool,
     /// The `--listen` hint for a generation that ends at start was given.
     listen_hint_given: bool,
+    /// hotrun was told to stop, or is stopping: the guardian's death no longer matters
+    /// (`pkill hotrun` may have sent it a signal too).
+    shutting_down: bool,
 }
 
 impl World {
@@ -287,13 +299,11 @@ impl World {
             }
             Input::Signal(sig) => match Signal::try_from(sig) {
                 Ok(Signal::SIGCHLD) => self.collect_exits(queue),
-                Ok(Signal::SIGINT) => queue.push_back(Event::Shutdown(ShutdownSignal::Interrupt)),
-                Ok(Signal::SIGTERM) => {
-                    queue.push_back(Event::Shutdown(ShutdownSignal::Terminate));
-                }
-                Ok(Signal::SIGQUIT) => queue.push_back(Event::Shutdown(ShutdownSignal::Quit)),
+                Ok(Signal::SIGINT) => self.shut_down(ShutdownSignal::Interrupt, queue),
+                Ok(Signal::SIGTERM) => self.shut_down(ShutdownSignal::Terminate, queue),
+                Ok(Signal::SIGQUIT) => self.shut_down(ShutdownSignal::Quit, queue),
                 Ok(Signal::SIGHUP) if self.terminal_gone() => {
-                    queue.push_back(Event::Shutdown(ShutdownSignal::TerminalClosed));
+                    self.shut_down(ShutdownSignal::TerminalClosed, queue);
                 }
                 Ok(s @ (Signal::SIGHUP | Signal::SIGUSR1)) => {
                     queue.push_back(Event::Restart(Trigger::Signal(s)));
@@ -301,6 +311,11 @@ impl World {
                 _ => {}
             },
         }
+    }
+
+    fn shut_down(&mut self, signal: ShutdownSignal, queue: &mut VecDeque<Event>) {
+        self.shutting_down = true;
+        queue.push_back(Event::Shutdown(signal));
     }
 
     /// SIGCHLD: find which leaders exited (without reaping them) or were stopped.
@@ -351,7 +366,7 @@ impl World {
             // The generation serving holds the broken socket: replace it.
             queue.push_back(Event::Restart(Trigger::SocketRebound));
         }
-        if self.guardian.died() {
+        if self.guardian.died() && !self.shutting_down {
             self.reporter
                 .warn("the guardian process died; if hotrun is killed, grandchildren may survive");
         }

@@ -380,6 +380,7 @@ impl DrillArgs {
 impl Args {
     fn into_config(self) -> Result<Config, Failure> {
         if let Some(build) = &self.build {
+            check_unquoted_build(build, &self.command)?;
             check_build(build)?;
             if self.no_watch_binary {
                 return Err(Failure::usage(
@@ -678,6 +679,38 @@ fn check_build(command: &OsStr) -> Result<(), Failure> {
     }
 }
 
+/// `--build go build -o srv . -- ./srv`: clap takes `go` as the build and the rest as the
+/// command, whose own `--` gives the mistake away (a command to restart seldom has one
+/// when it is built by `--build`). A build of several words was quoted: then the `--` is
+/// the command's own.
+fn check_unquoted_build(build: &OsStr, command: &[OsString]) -> Result<(), Failure> {
+    if build.as_bytes().trim_ascii().contains(&b' ') {
+        return Ok(());
+    }
+    let Some(split) = command.iter().position(|a| a == "--") else {
+        return Ok(());
+    };
+    let words = |args: &[OsString]| {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let whole = std::iter::once(build.to_os_string())
+        .chain(command[..split].iter().cloned())
+        .collect::<Vec<_>>();
+    let rest = &command[split + 1..];
+    let then = if rest.is_empty() {
+        " -- COMMAND".to_string()
+    } else {
+        format!(" -- {}", words(rest))
+    };
+    Err(Failure::usage(format!(
+        "--build takes one argument: quote the whole build command, as in --build '{}'{then}",
+        words(&whole)
+    )))
+}
+
 /// `NAME=value` (a shell variable assignment before a command).
 fn is_assignment(word: &[u8]) -> bool {
     let Some(eq) = word.iter().position(|&b| b == b'=') else {
@@ -828,6 +861,34 @@ mod tests {
     #[test]
     fn clap_definition_is_valid() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn an_unquoted_build_command_is_told_how_to_quote_it() {
+        let said = |line: &str| match parse_from(line.split(' ')) {
+            Err(failure) => (failure.code, failure.message),
+            Ok(_) => panic!("accepted: {line}"),
+        };
+        let expected = (
+            exit::USAGE,
+            "--build takes one argument: quote the whole build command, as in --build 'go build \
+             -o srv .' -- ./srv 18094"
+                .to_string(),
+        );
+        assert_eq!(
+            said("hotrun --build go build -o srv . -- ./srv 18094"),
+            expected
+        );
+        assert_eq!(
+            said("hotrun --build go -- build -o srv . -- ./srv 18094"),
+            expected
+        );
+        // Quoted: the command's own `--` is left alone.
+        let quoted = ["hotrun", "--build", "true now", "--", "./srv", "--", "x"];
+        assert!(
+            !matches!(parse_from(quoted), Err(f) if f.message.contains("takes one argument")),
+            "the quoted build was taken for an unquoted one"
+        );
     }
 
     /// Every `pub(crate) const NAME: i32 = N;` of exit.rs, read from its source so that a

@@ -152,6 +152,8 @@ pub(crate) enum ShutdownSignal {
     Quit,
     /// SIGHUP while the controlling terminal is gone: the session ended.
     TerminalClosed,
+    /// `hotrun drill`'s own final stop: no signal came, but it goes as a SIGTERM would.
+    DrillStop,
 }
 
 impl ShutdownSignal {
@@ -159,7 +161,7 @@ impl ShutdownSignal {
     pub(crate) fn received(self) -> Signal {
         match self {
             ShutdownSignal::Interrupt => Signal::SIGINT,
-            ShutdownSignal::Terminate => Signal::SIGTERM,
+            ShutdownSignal::Terminate | ShutdownSignal::DrillStop => Signal::SIGTERM,
             ShutdownSignal::Quit => Signal::SIGQUIT,
             ShutdownSignal::TerminalClosed => Signal::SIGHUP,
         }
@@ -488,7 +490,8 @@ pub(crate) enum Status {
         min: Duration,
         max: Duration,
     },
-    /// The drain ended with `open` connections still open, `waited` after `min`.
+    /// The drain ended with `open` connections still open, `waited` after it began (the
+    /// `Draining` report).
     DrainCut {
         generation: Generation,
         open: usize,
@@ -610,10 +613,10 @@ pub(crate) enum Status {
     BuildCannotStart {
         message: String,
     },
-    /// hotrun got a signal that stops it: every generation is stopped (a second one:
-    /// `ForceKill`, SIGKILL to every group).
+    /// hotrun got a signal that stops it, or `hotrun drill` made its final stop: every
+    /// generation is stopped (a second signal: `ForceKill`, SIGKILL to every group).
     ShuttingDown {
-        signal: Signal,
+        why: ShutdownSignal,
     },
     ForceKill,
 }

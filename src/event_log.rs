@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 
-use crate::event::{AfterBuild, AfterFailedBuild, ChildEnd, Outcome, Status};
+use crate::event::{AfterBuild, AfterFailedBuild, ChildEnd, Outcome, ShutdownSignal, Status};
 use crate::format::{json_millis, signal_name};
 
 /// Where the events go.
@@ -297,7 +297,13 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
         ),
         Status::BuildCannotStart { message } => ("build_cannot_start", json!({ "why": message })),
         Status::BuildLoop { path } => ("build_loop", json!({ "path": path.to_string_lossy() })),
-        Status::ShuttingDown { signal } => ("shutdown", json!({ "signal": signal.as_str() })),
+        Status::ShuttingDown { why } => (
+            "shutdown",
+            json!({
+                "signal": why.received().as_str(),
+                "drill": *why == ShutdownSignal::DrillStop,
+            }),
+        ),
         Status::ForceKill => ("shutdown", json!({ "signal": "SIGKILL", "forced": true })),
     }
 }

@@ -266,7 +266,16 @@ fn guard(pipe: RawFd) {
         libc::setpgid(0, 0);
         #[cfg(target_os = "linux")]
         libc::prctl(libc::PR_SET_NAME, c"hotrun-guardian".as_ptr(), 0, 0, 0);
-        for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTSTP] {
+        // SIGTERM too: `pkill hotrun` and systemd's stop of the control group send it to
+        // every process at once, and the guardian must outlive hotrun's shutdown (it ends
+        // by itself at the pipe's EOF). It never execs, so nothing inherits the SIG_IGN.
+        for sig in [
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGHUP,
+            libc::SIGTSTP,
+            libc::SIGTERM,
+        ] {
             libc::signal(sig, libc::SIG_IGN);
         }
         // Keep the pipe clear of 0-2, which become /dev/null (hotrun's output pipes must

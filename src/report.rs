@@ -10,7 +10,7 @@ use std::io::Write;
 use clap::ValueEnum;
 use console::{Style, Term};
 
-use crate::event::{AfterBuild, AfterFailedBuild, ChildEnd, Outcome, Status};
+use crate::event::{AfterBuild, AfterFailedBuild, ChildEnd, Outcome, ShutdownSignal, Status};
 use crate::event_log::EventLog;
 use crate::format::{human_duration, signal_name};
 
@@ -217,7 +217,7 @@ fn describe(status: &Status) -> (Level, String) {
         } => (
             Level::Info,
             format!(
-                "{generation} is still busy with {open} connection{} (or an accept under way) after {} more; stopping it anyway (keep-alive?)",
+                "{generation} is still busy with {open} connection{} (or an accept under way) after {} of draining; stopping it anyway (keep-alive?)",
                 if *open == 1 { "" } else { "s" },
                 human_duration(*waited)
             ),
@@ -438,9 +438,18 @@ fn describe(status: &Status) -> (Level, String) {
                 path.display()
             ),
         ),
-        Status::ShuttingDown { signal } => (
+        Status::ShuttingDown {
+            why: ShutdownSignal::DrillStop,
+        } => (
             Level::Info,
-            format!("got {}: stopping (again to kill at once)", signal.as_str()),
+            "drill: final stop: sending SIGTERM (a signal to hotrun kills at once)".into(),
+        ),
+        Status::ShuttingDown { why } => (
+            Level::Info,
+            format!(
+                "got {}: stopping (again to kill at once)",
+                why.received().as_str()
+            ),
         ),
         Status::ForceKill => (
             Level::Warn,

@@ -27,6 +27,9 @@ use crate::exit::Failure;
 
 /// The first descriptor of the protocol (`SD_LISTEN_FDS_START`).
 pub(crate) const FIRST_FD: RawFd = 3;
+
+/// The name in `LISTEN_FDNAMES` of a socket that has none (as systemd writes it).
+pub(crate) const UNNAMED: &str = "unknown";
 /// How many sockets there are, from `FIRST_FD` on.
 pub(crate) const LISTEN_FDS: &str = "LISTEN_FDS";
 /// Their names, `:`-separated.
@@ -235,7 +238,7 @@ pub(crate) fn open(specs: &[ListenSpec], backlog: i32) -> Result<Listeners, Fail
         listeners.fds.push(fd);
         listeners
             .names
-            .push(spec.name.clone().unwrap_or_else(|| "unknown".into()));
+            .push(spec.name.clone().unwrap_or_else(|| UNNAMED.into()));
         listeners.bound.push(addr);
         listeners.created.extend(created);
     }
@@ -301,7 +304,7 @@ fn inherited() -> Vec<(OwnedFd, String)> {
                 .get(i as usize)
                 .filter(|n| !n.is_empty())
                 .cloned()
-                .unwrap_or_else(|| "unknown".into());
+                .unwrap_or_else(|| UNNAMED.into());
             (fd, name)
         })
         .collect()

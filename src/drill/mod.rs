@@ -468,7 +468,7 @@ impl Drill {
         self.wake = None;
         self.final_gen = progress.current;
         self.shutdown_at = Some(now);
-        Event::Shutdown(ShutdownSignal::Terminate)
+        Event::Shutdown(ShutdownSignal::DrillStop)
     }
 
     /// Files the probes sent since the last look (see the module docs for the rules).
@@ -602,9 +602,9 @@ impl Drill {
             restarts: rows,
             final_stop: self.final_stop.clone(),
             probes: self.probing.then_some(ProbeTotals {
-                sent,
+                sent: sent + self.startup.sent,
                 failed,
-                before_first_answer: self.startup.failed,
+                before_first_answer: self.startup.sent,
             }),
             failures,
         }

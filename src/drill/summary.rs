@@ -45,12 +45,38 @@ pub(crate) struct RestartRow {
 /// Every probe of the drill.
 #[derive(Debug, Serialize)]
 pub(crate) struct ProbeTotals {
-    /// From the first answer until the final stop was asked for.
+    /// Every probe sent until the final stop was asked for, those before the first
+    /// answer included.
     pub(crate) sent: u64,
+    /// Of those from the first answer on (the ones judged), how many failed.
     pub(crate) failed: u64,
-    /// Failed while the first generation was starting, before the first answer: not
-    /// judged.
+    /// Of `sent`, how many went before the server first answered: every one of them
+    /// failed (an answer would have been the first) while it started; not judged, and
+    /// not in `failed`.
     pub(crate) before_first_answer: u64,
+}
+
+impl ProbeTotals {
+    /// `95 sent, 0 failed`; `128 sent, 33 before the server first answered (…); of the
+    /// 95 after, 0 failed`; `33 sent, all before the server first answered (all failed)`.
+    fn text(&self) -> String {
+        let before = self.before_first_answer;
+        let after = self.sent.saturating_sub(before);
+        if before == 0 {
+            format!("{} sent, {} failed", self.sent, self.failed)
+        } else if after == 0 {
+            format!(
+                "{} sent, all before the server first answered (all failed)",
+                self.sent
+            )
+        } else {
+            format!(
+                "{} sent, {before} before the server first answered (failed while it started: \
+                 not judged); of the {after} after, {} failed",
+                self.sent, self.failed
+            )
+        }
+    }
 }
 
 /// `1 probe`, `2 probes`.
@@ -106,15 +132,7 @@ impl Summary {
             let _ = writeln!(text, "final stop: {verdict}");
         }
         if let Some(p) = &self.probes {
-            let _ = write!(text, "probes: {} sent, {} failed", p.sent, p.failed);
-            if p.before_first_answer > 0 {
-                let _ = write!(
-                    text,
-                    " (and {} while the server started, before its first answer: not counted)",
-                    count(p.before_first_answer, "failure")
-                );
-            }
-            text.push('\n');
+            let _ = writeln!(text, "probes: {}", p.text());
         }
         if self.passed {
             let _ = writeln!(text, "drill passed");
@@ -207,7 +225,10 @@ mod tests {
         assert!(text.contains("      1     1     2        0.5       1.2        12.0              1  1 of 7 probes failed"), "{text}");
         assert!(text.contains("final stop: gen 2 stopped cleanly"), "{text}");
         assert!(
-            text.contains("probes: 9 sent, 1 failed (and 1 failure while the server started"),
+            text.contains(
+                "probes: 9 sent, 1 before the server first answered (failed while it started: \
+                 not judged); of the 8 after, 1 failed\n"
+            ),
             "{text}"
         );
         assert!(
@@ -225,6 +246,29 @@ mod tests {
         assert_eq!(json["failures"].as_array().map(Vec::len), Some(1));
         assert!(json.get("asked").is_none());
         assert!(summary(true).text().ends_with("drill passed\n"));
+    }
+
+    #[test]
+    fn the_probe_line_counts_every_probe_sent_once() {
+        let line = |sent, failed, before_first_answer| {
+            ProbeTotals {
+                sent,
+                failed,
+                before_first_answer,
+            }
+            .text()
+        };
+        assert_eq!(line(95, 0, 0), "95 sent, 0 failed");
+        // A server that never answered.
+        assert_eq!(
+            line(33, 0, 33),
+            "33 sent, all before the server first answered (all failed)"
+        );
+        assert_eq!(
+            line(128, 2, 33),
+            "128 sent, 33 before the server first answered (failed while it started: not \
+             judged); of the 95 after, 2 failed"
+        );
     }
 
     #[test]

@@ -66,7 +66,7 @@ fn is_restart(event: Option<Event>, n: usize) -> bool {
 }
 
 fn is_stop(event: Option<Event>) -> bool {
-    matches!(event, Some(Event::Shutdown(ShutdownSignal::Terminate)))
+    matches!(event, Some(Event::Shutdown(ShutdownSignal::DrillStop)))
 }
 
 /// A drill whose probes the test hands in.
@@ -221,10 +221,11 @@ fn restart_1_waits_until_the_first_generation_answers_a_probe() {
     assert!(is_restart(p.drill.step(up(1), t + ms(40)), 1));
     let summary = p.drill.summarize(clean_exit());
     let probes = summary.probes.expect("probing");
-    // The failures while the server started are not judged.
+    // Every probe is counted as sent; the failures while the server started are not
+    // judged.
     assert_eq!(
         (probes.sent, probes.failed, probes.before_first_answer),
-        (1, 0, 2)
+        (3, 0, 2)
     );
 }
 
@@ -247,6 +248,11 @@ fn a_server_that_never_answers_fails_the_drill_before_restart_1() {
         summary.failures
     );
     assert!(summary.restarts.is_empty());
+    let probes = summary.probes.expect("probing");
+    assert_eq!(
+        (probes.sent, probes.failed, probes.before_first_answer),
+        (3, 0, 3)
+    );
 }
 
 #[test]

@@ -91,6 +91,8 @@ impl Child {
 
 #[derive(Debug)]
 pub(super) struct Drain {
+    /// When it began draining.
+    pub(super) since: Instant,
     /// Its stop signal comes once this has passed and no connection it accepted is open…
     pub(super) min_at: Instant,
     /// …or at this time, connections or not.

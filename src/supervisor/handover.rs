@@ -87,6 +87,7 @@ impl Supervisor {
         }));
         if let Some(child) = self.child_mut(old) {
             child.drain = Some(Drain {
+                since: now,
                 min_at: now + drain,
                 max_at: now + max,
                 check_at: Some(now + drain),
@@ -169,7 +170,7 @@ impl Supervisor {
         if open == 0 && now >= drain.min_at {
             self.stop(generation, self.settings.stop_signal, now, out);
         } else if now >= drain.max_at {
-            let waited = now.saturating_duration_since(drain.min_at);
+            let waited = now.saturating_duration_since(drain.since);
             out.push(Action::Report(Status::DrainCut {
                 generation,
                 open,

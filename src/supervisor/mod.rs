@@ -390,6 +390,11 @@ impl Supervisor {
         }
     }
 
+    /// Whether hotrun is shutting down (or done): every generation was told to stop.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        matches!(self.mode, Mode::ShuttingDown(_) | Mode::Done)
+    }
+
     /// Whether `Exit` was returned.
     pub(crate) fn is_done(&self) -> bool {
         matches!(self.mode, Mode::Done)

@@ -79,15 +79,16 @@ impl Supervisor {
     ) {
         if let Mode::ShuttingDown(_) = self.mode {
             // The second one: no more waiting.
-            if signal != ShutdownSignal::TerminalClosed {
+            if !matches!(
+                signal,
+                ShutdownSignal::TerminalClosed | ShutdownSignal::DrillStop
+            ) {
                 out.push(Action::Report(Status::ForceKill));
                 self.kill_all(out);
             }
             return;
         }
-        out.push(Action::Report(Status::ShuttingDown {
-            signal: signal.received(),
-        }));
+        out.push(Action::Report(Status::ShuttingDown { why: signal }));
         let candidate = match &self.mode {
             Mode::Starting(s) => Some(s.candidate),
             _ => None,

@@ -600,6 +600,7 @@ fn bad_build_input_is_one_line_exit_2_and_nothing_runs() {
     let not_executable = sb.path("build.sh");
     fs::write(&not_executable, "#!/bin/sh\n").unwrap();
     let not_executable_cmd = format!("{} --release", not_executable.display());
+    let marker_arg = marker.to_str().unwrap();
     let cases: Vec<(Vec<&str>, String)> = vec![
         (
             vec!["--build", ""],
@@ -638,6 +639,15 @@ fn bad_build_input_is_one_line_exit_2_and_nothing_runs() {
              and --no-watch-binary says not to look at it: no build could restart anything \
              (drop --no-watch-binary)"
                 .into(),
+        ),
+        (
+            // Unquoted: clap takes `touch` as the build and the rest as the command, whose
+            // `--` (hotrun's own, added below) tells the mistake.
+            vec!["--build", "touch", marker_arg],
+            format!(
+                "hotrun: error: --build takes one argument: quote the whole build command, as \
+                 in --build 'touch {marker_arg}' -- {app} --log {log_arg}"
+            ),
         ),
     ];
     for (args, message) in &cases {

@@ -110,6 +110,7 @@ fn the_event_stream_tells_the_same_story_as_the_status_lines() {
     assert_eq!(h.count(&["started in"]), 2);
     assert_eq!(h.count(&["stopped cleanly"]), 2);
     assert_eq!(h.count(&["sent SIGTERM"]), 2);
+    assert_eq!(h.count(&["got SIGTERM: stopping"]), 1);
 }
 
 #[test]
@@ -283,6 +284,21 @@ fn a_drill_passes_on_a_well_behaved_server() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{probe}\n{stdout}\n{stderr}");
         assert!(stdout.contains("drill passed"), "{stdout}");
+        // The final stop is the drill's own, not a signal hotrun got.
+        assert!(
+            stderr.contains("hotrun: drill: final stop: sending SIGTERM")
+                && !stderr.contains("got SIGTERM"),
+            "{stderr}"
+        );
+        let stop = read_events(&events)
+            .into_iter()
+            .find(|e| e["event"] == "shutdown")
+            .unwrap();
+        assert_eq!(
+            (&stop["signal"], &stop["drill"]),
+            (&"SIGTERM".into(), &true.into()),
+            "{stop}"
+        );
         let json: serde_json::Value = serde_json::from_str(&summary).unwrap();
         assert_eq!(json["passed"], true, "{summary}");
         let rows = json["restarts"].as_array().unwrap();
@@ -523,13 +539,10 @@ fn restart_1_waits_until_the_first_generation_answers_a_probe() {
     let json: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(&summary).unwrap()).unwrap();
     assert_eq!(json["passed"], true, "{json}");
-    // The 503s while it started are told, and not held against it.
-    assert!(
-        json["probes"]["before_first_answer"]
-            .as_u64()
-            .is_some_and(|n| n >= 1),
-        "{json}"
-    );
+    // The 503s while it started are told, counted as sent, and not held against it.
+    let before = json["probes"]["before_first_answer"].as_u64().unwrap();
+    let sent = json["probes"]["sent"].as_u64().unwrap();
+    assert!(before >= 1 && sent > before, "{json}");
     assert_eq!(json["probes"]["failed"], 0, "{json}");
     let first_ok = log.wait_for(&["http gen=1 status=200"]);
     let lines = log.lines();

@@ -51,14 +51,20 @@ fn the_guardian_is_a_fork_in_its_own_group_holding_only_its_pipe() {
     assert_eq!(fds.len(), 4, "{fds:?}");
     assert!(fds[..3].iter().all(|(_, t)| t == null), "{fds:?}");
     assert!(fds[3].1.to_string_lossy().starts_with("pipe:"), "{fds:?}");
-    // Ctrl-C and friends are not for it.
+    // Ctrl-C and friends are not for it, nor the SIGTERM of a `pkill hotrun`.
     let status = std::fs::read_to_string(format!("/proc/{}/status", guardian.pid)).unwrap();
     let ignored = status
         .lines()
         .find_map(|l| l.strip_prefix("SigIgn:"))
         .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
         .unwrap();
-    for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTSTP] {
+    for sig in [
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGHUP,
+        libc::SIGTSTP,
+        libc::SIGTERM,
+    ] {
         assert_ne!(ignored & (1 << (sig - 1)), 0, "signal {sig} not ignored");
     }
     // It goes when hotrun does, leaving the socket file to hotrun's own clean-up.
@@ -96,5 +102,41 @@ fn sigkill_of_hotrun_removes_the_notify_directory_and_unix_socket_files() {
         "the notify directory and the socket file to be removed",
         || !notify_dir.exists() && !path.exists(),
         || format!("{} {}", notify_dir.display(), path.display()),
+    );
+}
+
+#[test]
+fn sigterm_to_hotrun_and_its_guardian_at_once_is_a_normal_stop() {
+    // `pkill hotrun`, `kill $(pgrep -f hotrun)`, systemd stopping the control group: every
+    // process gets SIGTERM, the guardian included.
+    let sb = Sandbox::new();
+    let events = sb.path("events.jsonl");
+    let mut h = start_fixture(
+        &sb,
+        &["--events", events.to_str().unwrap()],
+        &["--grandchild"],
+    );
+    let log = sb.log();
+    let child = pid_in(&log.wait_for(&["start gen=1"]));
+    let grandchild = pid_in(&log.wait_for(&["grandchild gen=1"]));
+    let guardian = guardian_of(h.pid());
+    for pid in [h.pid(), guardian.pid] {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    }
+    // The child exits 0 on SIGTERM: hotrun's status is the child's.
+    assert_eq!(h.wait().code(), Some(0), "{}", h.transcript());
+    for pid in [child, grandchild, guardian.pid] {
+        wait_gone(pid);
+    }
+    assert_eq!(h.count(&["guardian"]), 0, "{}", h.transcript());
+    let told = read_events(&events);
+    assert!(
+        told.iter().all(|e| e["event"] != "error"),
+        "an error event: {told:#?}"
+    );
+    assert_eq!(
+        told.last().map(|e| &e["event"]),
+        Some(&"hotrun_exit".into()),
+        "{told:#?}"
     );
 }

@@ -223,6 +223,18 @@ fn a_new_generation_never_ready_is_stopped_and_the_old_one_keeps_serving() {
 }
 
 #[test]
+fn an_unnamed_socket_is_shown_without_a_name_and_is_unknown_to_the_child() {
+    let sb = Sandbox::new();
+    let mut h = start_fixture(&sb, &["--listen", "0"], &["--listen-fd", "--log-env"]);
+    let line = h.expect(&["listening on 127.0.0.1:"]);
+    assert!(line.ends_with("(fd 3); every generation gets it"), "{line}");
+    // As systemd names an unnamed socket.
+    let env = sb.log().wait_for(&["env gen=1"]);
+    assert!(env.contains("LISTEN_FDS=1 LISTEN_PID="), "{env}");
+    assert!(env.contains("LISTEN_FDNAMES=unknown "), "{env}");
+}
+
+#[test]
 fn the_child_gets_exactly_its_sockets_and_listen_pid_is_its_own() {
     let sb = Sandbox::new();
     let (mut h, port) = serve(
