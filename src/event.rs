@@ -152,8 +152,9 @@ pub(crate) enum ShutdownSignal {
     Quit,
     /// SIGHUP while the controlling terminal is gone: the session ended.
     TerminalClosed,
-    /// `hotrun drill`'s own final stop: no signal came, but it goes as a SIGTERM would.
-    DrillStop,
+    /// The caller's own final stop (`hotrun drill` ends this way): no signal came, but it
+    /// goes as a SIGTERM would, and a second one does not force anything.
+    Asked,
 }
 
 impl ShutdownSignal {
@@ -161,7 +162,7 @@ impl ShutdownSignal {
     pub(crate) fn received(self) -> Signal {
         match self {
             ShutdownSignal::Interrupt => Signal::SIGINT,
-            ShutdownSignal::Terminate | ShutdownSignal::DrillStop => Signal::SIGTERM,
+            ShutdownSignal::Terminate | ShutdownSignal::Asked => Signal::SIGTERM,
             ShutdownSignal::Quit => Signal::SIGQUIT,
             ShutdownSignal::TerminalClosed => Signal::SIGHUP,
         }

@@ -301,7 +301,7 @@ pub(crate) fn describe(status: &Status) -> (&'static str, Value) {
             "shutdown",
             json!({
                 "signal": why.received().as_str(),
-                "drill": *why == ShutdownSignal::DrillStop,
+                "drill": *why == ShutdownSignal::Asked,
             }),
         ),
         Status::ForceKill => ("shutdown", json!({ "signal": "SIGKILL", "forced": true })),

@@ -439,7 +439,7 @@ fn describe(status: &Status) -> (Level, String) {
             ),
         ),
         Status::ShuttingDown {
-            why: ShutdownSignal::DrillStop,
+            why: ShutdownSignal::Asked,
         } => (
             Level::Info,
             "drill: final stop: sending SIGTERM (a signal to hotrun kills at once)".into(),

@@ -468,7 +468,7 @@ impl Drill {
         self.wake = None;
         self.final_gen = progress.current;
         self.shutdown_at = Some(now);
-        Event::Shutdown(ShutdownSignal::DrillStop)
+        Event::Shutdown(ShutdownSignal::Asked)
     }
 
     /// Files the probes sent since the last look (see the module docs for the rules).

@@ -66,7 +66,7 @@ fn is_restart(event: Option<Event>, n: usize) -> bool {
 }
 
 fn is_stop(event: Option<Event>) -> bool {
-    matches!(event, Some(Event::Shutdown(ShutdownSignal::DrillStop)))
+    matches!(event, Some(Event::Shutdown(ShutdownSignal::Asked)))
 }
 
 /// A drill whose probes the test hands in.

@@ -81,7 +81,7 @@ impl Supervisor {
             // The second one: no more waiting.
             if !matches!(
                 signal,
-                ShutdownSignal::TerminalClosed | ShutdownSignal::DrillStop
+                ShutdownSignal::TerminalClosed | ShutdownSignal::Asked
             ) {
                 out.push(Action::Report(Status::ForceKill));
                 self.kill_all(out);

@@ -427,27 +427,59 @@ pub(crate) fn soak(hotrun: &Path, fixture: &Path, restarts: usize) -> SoakResult
     // Every grandchild but the last generation's must be gone, and hotrun must have
     // reaped every generation but the running one.
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let grandchildren: Vec<u32> = text
+    // (generation, pid) of every grandchild: `grandchild gen=G pid=P`.
+    let field = |line: &str, key: &str| -> Option<u32> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+    };
+    let logged: Vec<(u32, u32)> = text
         .lines()
         .filter(|l| l.starts_with("grandchild "))
-        .filter_map(|l| l.split("pid=").nth(1).and_then(|p| p.trim().parse().ok()))
+        .filter_map(|l| Some((field(l, "gen=")?, field(l, "pid=")?)))
         .collect();
+    // The running generation's grandchild is the newest one; every other one must be gone.
+    // A set: a pid used again by a later grandchild is one process.
+    let newest = logged.iter().max().map(|(_, pid)| *pid);
+    let older: std::collections::BTreeSet<u32> = logged
+        .into_iter()
+        .map(|(_, pid)| pid)
+        .filter(|p| Some(*p) != newest)
+        .collect();
+    // Over thousands of restarts pids are used again (pid_max is often 32768): a pid counts
+    // only while it is still one of this run's grandchildren (`sleeper LOG`, not a
+    // generation, whose command line names the log too).
+    let log_arg = log.as_os_str().as_encoded_bytes().to_vec();
+    let ours = |p: &u32| {
+        std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+            args.get(1) == Some(&&b"sleeper"[..]) && args.get(2) == Some(&log_arg.as_slice())
+        })
+    };
     let alive = |p: &u32| {
-        std::fs::read_to_string(format!("/proc/{p}/stat"))
-            .map(|s| {
+        ours(p)
+            && std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
                 !s.rsplit(')')
                     .next()
                     .unwrap_or("")
                     .trim_start()
                     .starts_with('Z')
             })
-            .unwrap_or(false)
     };
-    let leftover = grandchildren
-        .iter()
-        .filter(|p| alive(p))
-        .count()
-        .saturating_sub(1);
+    // The check must see the one grandchild that is meant to run, or it sees nothing.
+    assert!(
+        newest.is_some_and(|p| alive(&p)),
+        "soak: the running generation's grandchild ({newest:?}) is not found alive"
+    );
+    let left: Vec<u32> = older.iter().copied().filter(|p| alive(p)).collect();
+    for p in &left {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        eprintln!(
+            "soak: an older grandchild is still running: pid {p}: {}",
+            stat.trim()
+        );
+    }
+    let leftover = left.len();
     let zombies = std::fs::read_dir("/proc")
         .map(|d| {
             d.flatten()
