@@ -4,11 +4,14 @@
 //!
 //! ```text
 //! cargo build --release --examples
-//! target/release/examples/bench                 # everything: reaction (21 runs), load (100 restarts)
+//! target/release/examples/bench                 # everything, with the default runs
 //! target/release/examples/bench reaction 41     # only reaction latency, 41 runs per case
 //! target/release/examples/bench load 200        # only downtime under load, 200 restarts
-//! target/release/examples/bench idle 5           # only the idle cost, median of 5 runs
+//! target/release/examples/bench own-port 100    # a server binding its own port: takeover vs peers
+//! target/release/examples/bench filter 20000    # the cost of takeover's seccomp filter
+//! target/release/examples/bench idle 5          # only the idle cost, median of 5 runs
 //! target/release/examples/bench build           # only the edit -> build -> restart loop (5 edits)
+//! target/release/examples/bench soak 20000      # restarts in a row: descriptors, memory, leftovers
 //! ```
 //!
 //! Latency is measured from the moment the benchmark replaces the binary (the rename, the
