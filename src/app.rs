@@ -285,6 +285,7 @@ impl World {
             }
             Input::Path(path) => queue.push_back(Event::PathChanged(path)),
             Input::Warning(text) => self.reporter.warn(&text),
+            Input::Hint(text) => self.reporter.hint(&text),
             Input::Notify {
                 generation,
                 ready,

@@ -22,6 +22,9 @@ pub(crate) enum Input {
     Path(PathBuf),
     /// The watcher could not do all it should (the user is told; watching goes on).
     Warning(String),
+    /// Advice for the user about something a generation ran into (no event: not a
+    /// lifecycle step).
+    Hint(String),
     /// A generation's notify socket got a message.
     Notify {
         generation: Generation,

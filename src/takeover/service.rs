@@ -124,6 +124,7 @@ impl Takeover {
             backlog,
             sizes,
             me: nix::unistd::getpid(),
+            told_in_use: BTreeSet::new(),
         };
         service.publish_ports();
         thread::Builder::new()
@@ -261,6 +262,8 @@ struct Service {
     backlog: i32,
     sizes: libc::seccomp_notif_sizes,
     me: Pid,
+    /// Addresses whose "in use" hint was given.
+    told_in_use: BTreeSet<SockKey>,
 }
 
 /// How a notification is answered.
@@ -574,7 +577,11 @@ impl Service {
             )
         };
         if rc < 0 {
-            return Reply::Error(Errno::last() as i32);
+            let err = Errno::last();
+            if err == Errno::EADDRINUSE {
+                self.port_in_use(generation, key);
+            }
+            return Reply::Error(err as i32);
         }
         self.next_held += 1;
         self.held.push(Held {
@@ -588,6 +595,36 @@ impl Service {
         });
         self.publish_ports();
         Reply::Value(0)
+    }
+
+    /// A first bind failed with "address in use": says once per address who holds it,
+    /// since the server's own message cannot (a server that exits on it looks to the user
+    /// like hotrun waiting for nothing).
+    fn port_in_use(&mut self, generation: Generation, key: SockKey) {
+        if !self.told_in_use.insert(key) {
+            return;
+        }
+        let port = key.port();
+        let ours: Vec<String> = self
+            .held
+            .iter()
+            .filter(|h| h.key.is_some_and(|k| k.port() == port))
+            .map(|h| h.name.clone())
+            .collect();
+        let text = if ours.is_empty() {
+            format!(
+                "{generation} cannot bind {key}: address already in use by a process hotrun \
+                 did not start (`ss -ltnp 'sport = :{port}'` names it); stop it, or give the \
+                 server another port"
+            )
+        } else {
+            format!(
+                "{generation} cannot bind {key}: hotrun holds port {port} on {} for the \
+                 generations; bind that same address to share it",
+                ours.join(", ")
+            )
+        };
+        let _ = self.tx.send(Input::Hint(text));
     }
 
     /// Installs held socket `index` at the caller's descriptor.

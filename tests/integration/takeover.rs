@@ -861,3 +861,58 @@ fn a_privileged_port_binds_as_the_server_and_is_held_once_it_listens() {
     restarts_under_load(&mut h, Load::start(vec![v4(port)], Ask::Raw), 3);
     drop(reserved);
 }
+
+/// A port another program listens on: the server's own bind fails (hotrun made it for
+/// it) and the server exits; hotrun says who holds the port and how to find out, once,
+/// instead of only waiting for a change.
+#[test]
+fn a_port_another_program_holds_is_named_once_with_how_to_find_it() {
+    let sb = Sandbox::new();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = other.local_addr().unwrap().port();
+    let mut h = start_fixture(&sb, &[], &["--port", &port.to_string()]);
+    sb.log()
+        .wait_for(&[&format!("bind-failed gen=1 port={port}")]);
+    let line = h.expect_anywhere(&[
+        &format!("gen 1 cannot bind 127.0.0.1:{port}"),
+        "address already in use by a process hotrun did not start",
+    ]);
+    assert!(
+        line.contains(&format!("ss -ltnp 'sport = :{port}'")),
+        "{line}"
+    );
+    h.expect(&["gen 1 exited with 98"]);
+    // A second try (SIGHUP) fails the same way and is not told again.
+    h.signal(Signal::SIGHUP);
+    sb.log()
+        .wait_for(&[&format!("bind-failed gen=2 port={port}")]);
+    h.expect(&["gen 2 exited with 98"]);
+    h.signal(Signal::SIGTERM);
+    h.wait();
+    let said = h.transcript();
+    assert_eq!(said.matches("cannot bind").count(), 1, "{said}");
+    drop(other);
+}
+
+/// A server that binds another address of a port hotrun holds (`--listen 127.0.0.1:P`, the
+/// server binds 0.0.0.0:P): hotrun names the address it holds, to bind instead.
+#[test]
+fn a_port_hotrun_holds_on_another_address_is_named_with_the_address_to_bind() {
+    let sb = Sandbox::new();
+    let (_reserved, port) = reserve_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut h = start_fixture(
+        &sb,
+        &["--listen", &listen],
+        &["--port", &port.to_string(), "--bind-host", "0.0.0.0"],
+    );
+    sb.log()
+        .wait_for(&[&format!("bind-failed gen=1 port={port}")]);
+    h.expect_anywhere(&[
+        &format!("gen 1 cannot bind 0.0.0.0:{port}"),
+        &format!("hotrun holds port {port} on {listen}"),
+        "bind that same address",
+    ]);
+    h.signal(Signal::SIGTERM);
+    h.wait();
+}
