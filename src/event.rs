@@ -182,8 +182,10 @@ pub(crate) struct SpawnFailure {
     pub(crate) exit_code: i32,
 }
 
-/// What socket takeover saw a generation do with a listening socket.
+/// What socket takeover saw a generation do with a listening socket (only Linux's
+/// takeover sends any).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) enum SocketNews {
     /// It listens on `addr` (a socket hotrun holds). `first`: the first generation to
     /// listen there; hotrun holds the socket from now on.

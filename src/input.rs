@@ -23,7 +23,8 @@ pub(crate) enum Input {
     /// The watcher could not do all it should (the user is told; watching goes on).
     Warning(String),
     /// Advice for the user about something a generation ran into (no event: not a
-    /// lifecycle step).
+    /// lifecycle step). Only Linux's socket takeover gives any.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Hint(String),
     /// A generation's notify socket got a message.
     Notify {
@@ -31,7 +32,8 @@ pub(crate) enum Input {
         ready: bool,
         status: Option<String>,
     },
-    /// Socket takeover saw a generation bind, listen or accept.
+    /// Socket takeover saw a generation bind, listen or accept (Linux).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Socket {
         generation: Generation,
         news: SocketNews,

@@ -11,7 +11,9 @@ use crate::input::Input;
 #[derive(Debug)]
 pub(crate) struct Takeover;
 
+/// A `--listen` socket offered to takeover, which has no use for it here.
 #[derive(Debug)]
+#[allow(dead_code)]
 pub(crate) struct Seed {
     pub(crate) fd: OwnedFd,
     pub(crate) name: String,
