@@ -354,6 +354,69 @@ pub fn have(tool: &str) -> bool {
     runs_here((!runs).then(|| format!("{tool} is not installed (`{tool} {arg}` failed)")))
 }
 
+/// A tiny cargo project (no dependencies, so it builds offline in a moment) whose binary
+/// logs `start gen=G pid=P build=N` to the file given after `--log` and then waits forever:
+/// for the tests that need a real `cargo build` (and `cargo clean`) of a real binary.
+pub struct TinyCargo {
+    cargo: String,
+    pub project: PathBuf,
+}
+
+impl TinyCargo {
+    /// The project in `sb`, or `None` when cargo is not here (see `runs_here`).
+    pub fn new(sb: &Sandbox) -> Option<TinyCargo> {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        if !have(&cargo) {
+            return None;
+        }
+        let project = sb.path("tiny");
+        fs::create_dir_all(project.join("src")).unwrap();
+        fs::write(
+            project.join("Cargo.toml"),
+            "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
+        )
+        .unwrap();
+        Some(TinyCargo { cargo, project })
+    }
+
+    /// Runs `cargo ARGS --offline --quiet` in the project; a failure fails the test.
+    pub fn run(&self, args: &[&str]) {
+        let out = Command::new(&self.cargo)
+            .args(args)
+            .args(["--offline", "--quiet"])
+            .current_dir(&self.project)
+            .env("CARGO_TARGET_DIR", self.project.join("target"))
+            .env_remove("RUSTFLAGS")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cargo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Writes build `n` of the source and runs `cargo build`.
+    pub fn build(&self, n: u32) {
+        fs::write(
+            self.project.join("src/main.rs"),
+            format!(
+                "fn main() {{ let log = std::env::args().nth(2).unwrap();\n\
+                 let line = format!(\"start gen={{}} pid={{}} build={n}\\n\", std::env::var(\"HOTRUN_GEN\").unwrap(), std::process::id());\n\
+                 use std::io::Write; std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap().write_all(line.as_bytes()).unwrap();\n\
+                 loop {{ std::thread::park(); }} }}\n"
+            ),
+        )
+        .unwrap();
+        self.run(&["build"]);
+    }
+
+    /// The binary `cargo build` makes.
+    pub fn binary(&self) -> PathBuf {
+        self.project.join("target/debug/tiny")
+    }
+}
+
 /// Whether this process runs as root; see `runs_here`.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub fn root(why: &str) -> bool {

@@ -189,55 +189,19 @@ fn save_from_outside(tmp: &Path, dest: &Path, content: &str) {
 /// The real thing: `cargo clean`, then `cargo build`, on a tiny project.
 #[test]
 fn real_cargo_clean_then_build_restarts_once() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    if !have(&cargo) {
-        return;
-    }
     let sb = Sandbox::new();
-    let project = sb.path("tiny");
-    fs::create_dir_all(project.join("src")).unwrap();
-    fs::write(
-        project.join("Cargo.toml"),
-        "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
-    )
-    .unwrap();
-    let run_cargo = |args: &[&str]| {
-        let out = std::process::Command::new(&cargo)
-            .args(args)
-            .args(["--offline", "--quiet"])
-            .current_dir(&project)
-            .env("CARGO_TARGET_DIR", project.join("target"))
-            .env_remove("RUSTFLAGS")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cargo {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let Some(tiny) = TinyCargo::new(&sb) else {
+        return;
     };
-    let build = |n: u32| {
-        fs::write(
-            project.join("src/main.rs"),
-            format!(
-                "fn main() {{ let log = std::env::args().nth(2).unwrap();\n\
-                 let line = format!(\"start gen={{}} build={n}\\n\", std::env::var(\"HOTRUN_GEN\").unwrap());\n\
-                 use std::io::Write; std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap().write_all(line.as_bytes()).unwrap();\n\
-                 loop {{ std::thread::park(); }} }}\n"
-            ),
-        )
-        .unwrap();
-        run_cargo(&["build"]);
-    };
-    build(1);
-    let binary = project.join("target/debug/tiny");
+    tiny.build(1);
+    let binary = tiny.binary();
     let log = sb.log();
     let mut h = Hotrun::start(&[binary.as_os_str(), "--log".as_ref(), log.arg()]);
     h.expect(&["gen 1 started"]);
     log.wait_for(&["start gen=1", "build=1"]);
-    run_cargo(&["clean"]);
-    assert!(!project.join("target").exists());
-    build(2);
+    tiny.run(&["clean"]);
+    assert!(!tiny.project.join("target").exists());
+    tiny.build(2);
     h.expect(&["gen 2 started", "(binary changed)"]);
     log.wait_for(&["start gen=2", "build=2"]);
     // Once: the next restart is the one asked for.

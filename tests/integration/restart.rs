@@ -129,43 +129,12 @@ fn real_gcc_build_restarts_once() {
 
 #[test]
 fn real_cargo_build_restarts_once() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    if !have(&cargo) {
-        return;
-    }
     let b = Bench::new();
-    let project = b.sb.path("tiny");
-    fs::create_dir_all(project.join("src")).unwrap();
-    fs::write(
-        project.join("Cargo.toml"),
-        "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
-    )
-    .unwrap();
-    let source = |n: u32| {
-        format!(
-            "fn main() {{ let log = std::env::args().nth(2).unwrap();\n\
-             let line = format!(\"start gen={{}} pid={{}} build={n}\\n\", std::env::var(\"HOTRUN_GEN\").unwrap(), std::process::id());\n\
-             use std::io::Write; std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap().write_all(line.as_bytes()).unwrap();\n\
-             loop {{ std::thread::park(); }} }}\n"
-        )
+    let Some(tiny) = TinyCargo::new(&b.sb) else {
+        return;
     };
-    let build = |n: u32| {
-        fs::write(project.join("src/main.rs"), source(n)).unwrap();
-        let out = Command::new(&cargo)
-            .args(["build", "--offline", "--quiet"])
-            .current_dir(&project)
-            .env("CARGO_TARGET_DIR", project.join("target"))
-            .env_remove("RUSTFLAGS")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    build(1);
-    let binary = project.join("target/debug/tiny");
+    tiny.build(1);
+    let binary = tiny.binary();
     let log = b.sb.log();
     let mut h = Hotrun::start(&[
         "--debounce".as_ref(),
@@ -179,7 +148,7 @@ fn real_cargo_build_restarts_once() {
     ]);
     h.expect(&["gen 1 started"]);
     log.wait_for(&["start gen=1", "build=1"]);
-    build(2);
+    tiny.build(2);
     h.expect(&["gen 2 started", "(binary changed)"]);
     log.wait_for(&["start gen=2", "build=2"]);
     b.assert_exactly_one_binary_restart(&mut h);
