@@ -371,6 +371,22 @@ fn without_watch_the_current_directory_is_watched_but_never_the_builds_own_outpu
 
 // ---- builds by shell script (no cargo) ----------------------------------------------
 
+/// `hotrun --build BUILD --watch SRC EXTRA -- APP --log LOG`: the shape of the script-build
+/// tests.
+fn start_script_build(
+    build: impl AsRef<std::ffi::OsStr>,
+    src: &Path,
+    extra: &[&str],
+    app: &Path,
+    log: &Log,
+) -> Hotrun {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["--build".as_ref(), build.as_ref()];
+    args.extend(["--watch".as_ref(), src.as_os_str()]);
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    args.extend(["--".as_ref(), app.as_os_str(), "--log".as_ref(), log.arg()]);
+    Hotrun::start(&args)
+}
+
 /// A build script in the sandbox: `body` runs with `set -e` in the sandbox.
 fn script(sb: &Sandbox, name: &str, body: &str) -> PathBuf {
     let path = sb.path(name);
@@ -393,16 +409,7 @@ fn a_failed_start_up_build_starts_the_executable_from_before() {
     let log = sb.log();
     let src = sb.path("src");
     fs::create_dir(&src).unwrap();
-    let mut h = Hotrun::start(&[
-        "--build".as_ref(),
-        "exit 3".as_ref(),
-        "--watch".as_ref(),
-        src.as_os_str(),
-        "--".as_ref(),
-        app.as_os_str(),
-        "--log".as_ref(),
-        log.arg(),
-    ]);
+    let mut h = start_script_build("exit 3", &src, &[], &app, &log);
     h.expect(&["build started (start)"]);
     let failed = h.expect(&["build failed (exit 3)"]);
     assert!(
@@ -431,16 +438,7 @@ fn a_failed_start_up_build_with_nothing_to_run_waits_for_the_change_that_fixes_i
     );
     let app = sb.path("app");
     let log = sb.log();
-    let mut h = Hotrun::start(&[
-        "--build".as_ref(),
-        build.as_os_str(),
-        "--watch".as_ref(),
-        src.as_os_str(),
-        "--".as_ref(),
-        app.as_os_str(),
-        "--log".as_ref(),
-        log.arg(),
-    ]);
+    let mut h = start_script_build(&build, &src, &[], &app, &log);
     let failed = h.expect(&["build failed (exit 1)"]);
     assert!(
         failed.ends_with("nothing to restart; the next change builds again"),
@@ -471,18 +469,7 @@ fn a_build_that_ignores_the_stop_signal_is_killed_with_its_whole_group() {
          echo \"building pid=$$ job=$!\" >> builds\n\
          while ! test -e gate; do sleep 0.01; done",
     );
-    let mut h = Hotrun::start(&[
-        "--build".as_ref(),
-        build.as_os_str(),
-        "--watch".as_ref(),
-        src.as_os_str(),
-        "--grace".as_ref(),
-        "300ms".as_ref(),
-        "--".as_ref(),
-        app.as_os_str(),
-        "--log".as_ref(),
-        log.arg(),
-    ]);
+    let mut h = start_script_build(&build, &src, &["--grace", "300ms"], &app, &log);
     let builds = Log {
         path: sb.path("builds"),
     };
@@ -524,16 +511,7 @@ fn a_change_during_a_slow_script_build_builds_again_and_restarts_once() {
         ),
     );
     touch(&sb.path("gate"));
-    let mut h = Hotrun::start(&[
-        "--build".as_ref(),
-        build.as_os_str(),
-        "--watch".as_ref(),
-        src.as_os_str(),
-        "--".as_ref(),
-        app.as_os_str(),
-        "--log".as_ref(),
-        log.arg(),
-    ]);
+    let mut h = start_script_build(&build, &src, &[], &app, &log);
     h.expect(&["gen 1 started"]);
     log.wait_for(&["start gen=1"]);
     fs::remove_file(sb.path("gate")).unwrap();
@@ -676,18 +654,13 @@ fn with_events_on_stdout_the_builds_output_goes_to_stderr() {
     let log = sb.log();
     let src = sb.path("src");
     fs::create_dir(&src).unwrap();
-    let mut h = Hotrun::start(&[
-        "--build".as_ref(),
-        "echo the-build-speaks".as_ref(),
-        "--watch".as_ref(),
-        src.as_os_str(),
-        "--events".as_ref(),
-        "-".as_ref(),
-        "--".as_ref(),
-        app.as_os_str(),
-        "--log".as_ref(),
-        log.arg(),
-    ]);
+    let mut h = start_script_build(
+        "echo the-build-speaks",
+        &src,
+        &["--events", "-"],
+        &app,
+        &log,
+    );
     h.expect(&["gen 1 started"]);
     h.expect_anywhere(&["the-build-speaks"]);
     stop(&mut h);
@@ -720,16 +693,7 @@ fn a_build_outlives_no_sigkill_of_hotrun() {
         "build.sh",
         "sleep 1000 &\necho \"building pid=$$ job=$!\" >> builds\nwait",
     );
-    let mut h = Hotrun::start(&[
-        "--build".as_ref(),
-        build.as_os_str(),
-        "--watch".as_ref(),
-        src.as_os_str(),
-        "--".as_ref(),
-        app.as_os_str(),
-        "--log".as_ref(),
-        log.arg(),
-    ]);
+    let mut h = start_script_build(&build, &src, &[], &app, &log);
     let line = Log {
         path: sb.path("builds"),
     }
