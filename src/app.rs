@@ -230,6 +230,8 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, Failure> {
                 match input {
                     None => Event::Tick,
                     Some(input) => {
+                        // The queue is empty: a shutdown asked for by an earlier input
+                        // (a signal, the drill's final stop) is the supervisor's by now.
                         world.shutting_down |= supervisor.is_shutting_down();
                         world.translate(input, &mut queue);
                         continue;
@@ -300,11 +302,13 @@ impl World {
             }
             Input::Signal(sig) => match Signal::try_from(sig) {
                 Ok(Signal::SIGCHLD) => self.collect_exits(queue),
-                Ok(Signal::SIGINT) => self.shut_down(ShutdownSignal::Interrupt, queue),
-                Ok(Signal::SIGTERM) => self.shut_down(ShutdownSignal::Terminate, queue),
-                Ok(Signal::SIGQUIT) => self.shut_down(ShutdownSignal::Quit, queue),
+                Ok(Signal::SIGINT) => queue.push_back(Event::Shutdown(ShutdownSignal::Interrupt)),
+                Ok(Signal::SIGTERM) => {
+                    queue.push_back(Event::Shutdown(ShutdownSignal::Terminate));
+                }
+                Ok(Signal::SIGQUIT) => queue.push_back(Event::Shutdown(ShutdownSignal::Quit)),
                 Ok(Signal::SIGHUP) if self.terminal_gone() => {
-                    self.shut_down(ShutdownSignal::TerminalClosed, queue);
+                    queue.push_back(Event::Shutdown(ShutdownSignal::TerminalClosed));
                 }
                 Ok(s @ (Signal::SIGHUP | Signal::SIGUSR1)) => {
                     queue.push_back(Event::Restart(Trigger::Signal(s)));
@@ -312,11 +316,6 @@ impl World {
                 _ => {}
             },
         }
-    }
-
-    fn shut_down(&mut self, signal: ShutdownSignal, queue: &mut VecDeque<Event>) {
-        self.shutting_down = true;
-        queue.push_back(Event::Shutdown(signal));
     }
 
     /// SIGCHLD: find which leaders exited (without reaping them) or were stopped.
